@@ -1,0 +1,125 @@
+"""The Avro schemas of every topic, and the one way to encode and decode them.
+
+Each ``*.avsc`` file in this folder is a schema; it is the single source of truth for the
+topic that carries it and for the Druid datasource built from it. Records travel as raw
+Avro binary (no framing) with two Kafka headers naming the writer schema:
+
+- ``schema``: the full name, for example ``clickpipe.RawClick``;
+- ``schema-fingerprint``: the hex CRC-64-AVRO fingerprint of the writer schema.
+
+A reader looks the writer schema up by fingerprint (every schema version it knows, see
+:func:`register`) and resolves it to the current reader schema, so producers and consumers
+can be upgraded in either order as long as each change is backward compatible.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import fastavro
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+SCHEMA_DIR = Path(__file__).resolve().parent
+HEADER_NAME = "schema"
+HEADER_FINGERPRINT = "schema-fingerprint"
+
+
+class SchemaError(ValueError):
+    """A record could not be encoded or decoded; the message says why."""
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One parsed schema version."""
+
+    name: str
+    fingerprint: str
+    parsed: Any
+    source: Mapping[str, Any]
+
+    @property
+    def headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers that identify this schema as the writer."""
+        return [(HEADER_NAME, self.name.encode()), (HEADER_FINGERPRINT, self.fingerprint.encode())]
+
+
+def _make(source: Mapping[str, Any]) -> Schema:
+    parsed = parse_schema(dict(source), _write_hint=False)
+    fp = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
+    return Schema(name=parsed["name"], fingerprint=fp, parsed=parsed, source=source)
+
+
+_current: dict[str, Schema] = {}
+_by_fingerprint: dict[str, Schema] = {}
+
+
+def register(source: Mapping[str, Any], current: bool = False) -> Schema:
+    """Make a schema version known to readers (and the current one for writers if ``current``)."""
+    schema = _make(source)
+    _by_fingerprint[schema.fingerprint] = schema
+    if current or schema.name not in _current:
+        _current[schema.name] = schema
+    return schema
+
+
+def load_file(path: Path) -> Schema:
+    return register(json.loads(path.read_text()), current=True)
+
+
+def current(name: str) -> Schema:
+    """The current version of the schema with full ``name`` (or short name, e.g. ``RawClick``)."""
+    full = name if "." in name else f"clickpipe.{name}"
+    try:
+        return _current[full]
+    except KeyError:
+        raise SchemaError(f"unknown schema {name!r}; known: {sorted(_current)}") from None
+
+
+def all_current() -> list[Schema]:
+    return list(_current.values())
+
+
+def encode(schema: Schema, record: Mapping[str, Any]) -> bytes:
+    """Raw Avro binary of ``record``; raises :class:`SchemaError` if it does not fit ``schema``."""
+    buf = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(buf, schema.parsed, record)
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        raise SchemaError(f"record does not fit {schema.name}: {exc}") from exc
+    return buf.getvalue()
+
+
+def writer_from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Schema:
+    """The writer schema named by Kafka headers; :class:`SchemaError` if missing or unknown."""
+    found = {k: v for k, v in (headers or ()) if v is not None}
+    fp = found.get(HEADER_FINGERPRINT)
+    if fp is None:
+        raise SchemaError(f"missing {HEADER_FINGERPRINT!r} header")
+    try:
+        return _by_fingerprint[fp.decode("ascii")]
+    except (KeyError, UnicodeDecodeError):
+        raise SchemaError(f"unknown writer schema fingerprint {fp!r}") from None
+
+
+def decode(data: bytes, writer: Schema, reader: Schema | None = None) -> dict[str, Any]:
+    """Decode raw Avro ``data`` written with ``writer`` into the ``reader`` (default: current) shape.
+
+    Raises :class:`SchemaError` for truncated, trailing or otherwise invalid bytes.
+    """
+    reader = reader or current(writer.name)
+    buf = io.BytesIO(data)
+    try:
+        record = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
+    except (EOFError, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, OverflowError) as exc:
+        raise SchemaError(f"undecodable {writer.name}: {type(exc).__name__}: {exc}") from exc
+    if buf.tell() != len(data):
+        raise SchemaError(f"undecodable {writer.name}: {len(data) - buf.tell()} trailing bytes")
+    return record
+
+
+for _path in sorted(SCHEMA_DIR.glob("*.avsc")):
+    load_file(_path)
