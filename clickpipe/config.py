@@ -90,6 +90,29 @@ class Settings:
     stack_timeout: int  # STACK_TIMEOUT: seconds `stack up` waits for readiness (300)
     maven: str  # MAVEN: the Maven command used to resolve jars (mvn)
 
+    # --- collector -----------------------------------------------------------------------
+    collector_host: str  # COLLECTOR_HOST: bind address (127.0.0.1; put a proxy in front for the world)
+    collector_port: int  # COLLECTOR_PORT (8090)
+    collector_workers: int  # COLLECTOR_WORKERS: gunicorn worker processes (2)
+    collector_threads: int  # COLLECTOR_THREADS: threads per worker (gthread worker class) (4)
+    collector_public_url: str  # COLLECTOR_PUBLIC_URL: base URL the tag posts to ("": the origin the tag was loaded from)
+    collector_max_body: int  # COLLECTOR_MAX_BODY: largest accepted request body in bytes (262144)
+    collector_max_events: int  # COLLECTOR_MAX_EVENTS: most events in one POST /events batch (100)
+    collector_max_params: int  # COLLECTOR_MAX_PARAMS: most custom params per event (50)
+    collector_party_cookie: str  # COLLECTOR_PARTY_COOKIE: server-set, HttpOnly party cookie (_cpp)
+    collector_party_days: int  # COLLECTOR_PARTY_DAYS: party cookie lifetime in days (365)
+    collector_session_cookie: str  # COLLECTOR_SESSION_COOKIE: tag-written session cookie (_cps)
+    collector_optout_cookie: str  # COLLECTOR_OPTOUT_COOKIE: set by the tag's optOut(); the collector drops events carrying it (_cpo)
+    collector_cookie_domain: str  # COLLECTOR_COOKIE_DOMAIN: e.g. example.com to share across subdomains ("": host only)
+    collector_session_timeout: int  # COLLECTOR_SESSION_TIMEOUT: seconds of inactivity that end a session (1800)
+    collector_trusted_hops: int  # COLLECTOR_TRUSTED_HOPS: reverse proxies in front that append X-Forwarded-For (0)
+    collector_anonymize_ip: bool  # COLLECTOR_ANONYMIZE_IP: zero the host part (IPv4 /24, IPv6 /48) before producing (false)
+    collector_cors_origins: tuple[str, ...]  # COLLECTOR_CORS_ORIGINS: comma-separated allowed origins ("": same-origin only)
+    collector_honor_dnt: bool  # COLLECTOR_HONOR_DNT: drop events from browsers sending Do Not Track (false)
+    collector_honor_gpc: bool  # COLLECTOR_HONOR_GPC: drop events from browsers sending Global Privacy Control (true)
+    collector_queue_max: int  # COLLECTOR_QUEUE_MAX: producer's local queue, messages; full -> 503 (100000)
+    collector_dedup_slots: int  # COLLECTOR_DEDUP_SLOTS: per-worker duplicate memory, (party, event id) slots (1048576)
+
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: the process environment).
@@ -126,6 +149,30 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         druid_broker_url=r.str("DRUID_BROKER_URL", f"http://{druid_host}:{broker_port}"),
         stack_timeout=r.int("STACK_TIMEOUT", 300, minimum=1),
         maven=r.str("MAVEN", "mvn"),
+        # collector
+        collector_host=r.str("COLLECTOR_HOST", "127.0.0.1"),
+        collector_port=r.int("COLLECTOR_PORT", 8090, minimum=1),
+        collector_workers=r.int("COLLECTOR_WORKERS", 2, minimum=1),
+        collector_threads=r.int("COLLECTOR_THREADS", 4, minimum=1),
+        collector_public_url=r.str("COLLECTOR_PUBLIC_URL", "").rstrip("/"),
+        collector_max_body=r.int("COLLECTOR_MAX_BODY", 262144, minimum=1024),
+        collector_max_events=r.int("COLLECTOR_MAX_EVENTS", 100, minimum=1),
+        collector_max_params=r.int("COLLECTOR_MAX_PARAMS", 50, minimum=0),
+        collector_party_cookie=r.str("COLLECTOR_PARTY_COOKIE", "_cpp"),
+        collector_party_days=r.int("COLLECTOR_PARTY_DAYS", 365, minimum=1),
+        collector_session_cookie=r.str("COLLECTOR_SESSION_COOKIE", "_cps"),
+        collector_optout_cookie=r.str("COLLECTOR_OPTOUT_COOKIE", "_cpo"),
+        collector_cookie_domain=r.str("COLLECTOR_COOKIE_DOMAIN", "").lstrip("."),
+        collector_session_timeout=r.int("COLLECTOR_SESSION_TIMEOUT", 1800, minimum=1),
+        collector_trusted_hops=r.int("COLLECTOR_TRUSTED_HOPS", 0, minimum=0),
+        collector_anonymize_ip=r.bool("COLLECTOR_ANONYMIZE_IP", False),
+        collector_cors_origins=tuple(
+            o.strip().rstrip("/") for o in r.str("COLLECTOR_CORS_ORIGINS", "").split(",") if o.strip()
+        ),
+        collector_honor_dnt=r.bool("COLLECTOR_HONOR_DNT", False),
+        collector_honor_gpc=r.bool("COLLECTOR_HONOR_GPC", True),
+        collector_queue_max=r.int("COLLECTOR_QUEUE_MAX", 100000, minimum=100),
+        collector_dedup_slots=r.int("COLLECTOR_DEDUP_SLOTS", 1048576, minimum=1),
     )
 
 

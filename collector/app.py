@@ -1,0 +1,58 @@
+"""WSGI wiring: routes, CORS and the per-worker sink.
+
+Start with ``gunicorn -c collector/gunicorn.conf.py`` (the config names the app factory
+``collector.app:wsgi()``; each worker builds its own producer after the fork).
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from clickpipe.config import Settings, settings
+from collector import tag
+from collector.intake import Intake
+from collector.resources import (
+    DivolteResource,
+    EventsResource,
+    HealthResource,
+    MetricsResource,
+    PixelResource,
+    ReadyResource,
+    RobotsResource,
+    TagResource,
+)
+from collector.sink import Sink
+
+_sink: Sink | None = None
+
+
+def create_app(config: Settings, sink: Sink) -> falcon.App:
+    """The Falcon app for ``config`` producing through ``sink``."""
+    middleware = []
+    if config.collector_cors_origins:
+        # Exact origins only (never "*"): the tag sends the party cookie with credentials.
+        origins = list(config.collector_cors_origins)
+        middleware.append(falcon.CORSMiddleware(allow_origins=origins, allow_credentials=origins))
+    app = falcon.App(middleware=middleware)
+    intake = Intake(config, sink)
+    app.add_route("/tag.js", TagResource(tag.build(config)))
+    app.add_route("/p.gif", PixelResource(intake))
+    app.add_route("/csc-event", DivolteResource(intake))
+    app.add_route("/events", EventsResource(intake))
+    app.add_route("/healthz", HealthResource())
+    app.add_route("/readyz", ReadyResource(intake))
+    app.add_route("/metrics", MetricsResource())
+    app.add_route("/robots.txt", RobotsResource())
+    return app
+
+
+def wsgi() -> falcon.App:
+    """Gunicorn's app factory: one sink (Kafka producer) per worker process."""
+    global _sink
+    _sink = Sink(settings)
+    return create_app(settings, _sink)
+
+
+def shutdown(timeout: float = 30.0) -> int:
+    """Flush this worker's producer (called on worker exit); returns messages left unsent."""
+    return _sink.close(timeout) if _sink is not None else 0

@@ -1,0 +1,140 @@
+"""What every collecting endpoint shares: who is asking, may we store it, and accepting it.
+
+Plain functions of request values where possible; :class:`Intake` binds them to the
+settings, the sink and the duplicate memory of one worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from urllib.parse import parse_qsl
+
+import falcon
+
+from clickpipe.config import Settings
+from collector import metrics
+from collector.dedup import DuplicateMemory
+from collector.ids import is_valid_id, new_id
+from collector.mapping import Context
+from collector.network import anonymize, client_ip
+from collector.sink import Sink
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+MAX_QUERY_FIELDS = 200
+RETRY_AFTER_SECONDS = "1"
+
+
+def query_pairs(query_string: str) -> list[tuple[str, str]] | None:
+    """Decoded query pairs in order (blank values kept); None if there are too many."""
+    try:
+        return parse_qsl(query_string, keep_blank_values=True, max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:
+        return None
+
+
+def cookie_domain(configured: str, host: str) -> str | None:
+    """The Domain attribute for ``host``: the configured domain if ``host`` is inside it.
+
+    Otherwise None (a host-only cookie) and a metric: a cookie for a foreign domain would
+    be dropped by the browser and turn every request into a new party (Divolte #140).
+    """
+    if not configured:
+        return None
+    if host == configured or host.endswith("." + configured):
+        return configured
+    metrics.COOKIE_DOMAIN_MISMATCH.inc()
+    return None
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+class Intake:
+    """Request → :class:`Context`, privacy decisions, cookies, and queuing of records."""
+
+    def __init__(self, settings: Settings, sink: Sink):
+        self.settings = settings
+        self.sink = sink
+        self.dedup = DuplicateMemory(settings.collector_dedup_slots)
+
+    def ip_of(self, req: falcon.Request) -> str | None:
+        ip = client_ip(req.remote_addr, req.get_header("X-Forwarded-For"), self.settings.collector_trusted_hops)
+        return anonymize(ip) if self.settings.collector_anonymize_ip else ip
+
+    def blocked(self, req: falcon.Request) -> str | None:
+        """Why this browser's events must not be stored, or None.
+
+        Opt-out cookie always; Global Privacy Control and Do Not Track when configured.
+        """
+        s = self.settings
+        if req.cookies.get(s.collector_optout_cookie) == "1":
+            return "opted_out"
+        if s.collector_honor_gpc and req.get_header("Sec-GPC") == "1":
+            return "gpc"
+        if s.collector_honor_dnt and req.get_header("DNT") == "1":
+            return "dnt"
+        return None
+
+    def context(self, req: falcon.Request, source: str, no_js: bool = False, with_party: bool = True) -> Context:
+        """The collector's view of ``req``; with ``with_party``, the party cookie or a new id."""
+        party, new = None, False
+        if with_party:
+            party = req.cookies.get(self.settings.collector_party_cookie)
+            if not is_valid_id(party):
+                party, new = new_id(), True
+        return Context(
+            server_time=int(time.time() * 1000),
+            source=source,
+            ip=self.ip_of(req),
+            user_agent=req.user_agent,
+            party_id=party,
+            new_party=new,
+            no_js=no_js,
+        )
+
+    def set_party_cookie(self, req: falcon.Request, resp: falcon.Response, party_id: str) -> None:
+        """(Re)issue the party cookie: HttpOnly, SameSite=Lax, Secure over https.
+
+        Set by the server, it is not subject to the 7-day cap browsers put on
+        script-written cookies; reissuing on every use makes the lifetime sliding.
+        """
+        s = self.settings
+        resp.set_cookie(
+            s.collector_party_cookie,
+            party_id,
+            max_age=s.collector_party_days * 86400,
+            domain=cookie_domain(s.collector_cookie_domain, req.host),
+            path="/",
+            secure=req.scheme == "https",
+            http_only=True,
+            same_site="Lax",
+        )
+
+    def accept(self, records: list[dict], source: str) -> int:
+        """Flag duplicates, queue ``records``; returns how many were queued.
+
+        Raises :class:`collector.sink.QueueFull` when none could be.
+        """
+        for r in records:
+            if self.dedup.contains(r["party_id"], r["event_id"]):
+                r["duplicate"] = True
+        queued = self.sink.send(records)
+        for r in records[:queued]:
+            self.dedup.remember(r["party_id"], r["event_id"])
+            if r["duplicate"]:
+                metrics.DUPLICATES.inc()
+        metrics.ACCEPTED.labels(source).inc(queued)
+        return queued
+
+
+def reject(reason: str, count: int = 1) -> None:
+    metrics.REJECTED.labels(reason).inc(count)
+
+
+def backpressure(resp: falcon.Response, events: int = 1) -> None:
+    """503 with Retry-After: the producer's queue is full."""
+    reject("queue_full", events)
+    resp.status = falcon.HTTP_503
+    resp.set_header("Retry-After", RETRY_AFTER_SECONDS)

@@ -1,0 +1,221 @@
+"""Falcon resources: thin wiring from HTTP to :mod:`collector.mapping` and the intake."""
+
+from __future__ import annotations
+
+import json
+
+import falcon
+
+from collector import divolte, metrics
+from collector.intake import GIF, Intake, backpressure, media_type, query_pairs, reject
+from collector.mapping import Rejection, pixel_event, to_record
+from collector.sink import QueueFull
+from collector.tag import Tag
+
+NO_STORE = "no-store, max-age=0"
+
+
+def _error(resp: falcon.Response, status: str, reason: str, detail: str, events: int = 1) -> None:
+    reject(reason, events)
+    resp.status = status
+    resp.media = {"error": reason, "detail": detail}
+
+
+class TagResource:
+    """``GET /tag.js``: the generated tag, gzipped when accepted, with a strong ETag."""
+
+    def __init__(self, tag: Tag):
+        self.tag = tag
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.cache_control = ["public", "max-age=300"]
+        resp.vary = ["Accept-Encoding"]
+        resp.etag = self.tag.etag
+        if any(e == "*" or e == self.tag.etag for e in req.if_none_match or ()):
+            resp.status = falcon.HTTP_304
+            return
+        resp.content_type = "application/javascript; charset=utf-8"
+        if "gzip" in (req.get_header("Accept-Encoding") or ""):
+            resp.set_header("Content-Encoding", "gzip")
+            resp.data = self.tag.gzipped
+        else:
+            resp.data = self.tag.body
+
+
+class _PixelBase:
+    """Common to the image endpoints: always the GIF, never cached; 503 only for backpressure."""
+
+    def __init__(self, intake: Intake):
+        self.intake = intake
+
+    @staticmethod
+    def _gif(resp: falcon.Response) -> None:
+        resp.content_type = "image/gif"
+        resp.cache_control = [NO_STORE]
+        resp.data = GIF
+
+    def _refuse(self, resp: falcon.Response, reason: str) -> None:
+        reject(reason)
+        resp.set_header("X-Clickpipe-Rejected", reason)
+
+    def _queue(self, resp: falcon.Response, record: dict, source: str) -> bool:
+        try:
+            self.intake.accept([record], source)
+            return True
+        except QueueFull:
+            backpressure(resp)
+            return False
+
+
+class PixelResource(_PixelBase):
+    """``GET /p.gif``: one event, all fields in the query (``params.<name>`` for custom ones).
+
+    ``via=tag`` marks the tag's own fallback; otherwise the event is a no-JS one.
+    Bad input still answers 200 and the GIF (an image cannot show an error); the reason is
+    in the ``X-Clickpipe-Rejected`` header and the rejected-events metric.
+    """
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._gif(resp)
+        pairs = query_pairs(req.query_string)
+        if pairs is None:
+            return self._refuse(resp, "too_many_fields")
+        blocked = self.intake.blocked(req)
+        if blocked:
+            return self._refuse(resp, blocked)
+        source = "tag" if ("via", "tag") in pairs else "pixel"
+        ctx = self.intake.context(req, source, no_js=source == "pixel")
+        record = to_record(pixel_event(pairs), ctx, self.intake.settings.collector_max_params)
+        if isinstance(record, Rejection):
+            return self._refuse(resp, record.reason)
+        if self._queue(resp, record, source) and record["party_id"] == ctx.party_id:
+            self.intake.set_party_cookie(req, resp, ctx.party_id)
+
+
+class DivolteResource(_PixelBase):
+    """``GET /csc-event``: Divolte's tag, unchanged (see :mod:`collector.divolte`)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._gif(resp)
+        pairs = query_pairs(req.query_string)
+        if pairs is None:
+            return self._refuse(resp, "too_many_fields")
+        blocked = self.intake.blocked(req)
+        if blocked:
+            return self._refuse(resp, blocked)
+        record = divolte.to_record(pairs, self.intake.context(req, "divolte", with_party=False))
+        if isinstance(record, Rejection):
+            return self._refuse(resp, record.reason)
+        if record["corrupted"]:
+            resp.set_header("X-Clickpipe-Corrupted", "true")
+        self._queue(resp, record, "divolte")
+
+
+class EventsResource:
+    """``POST /events``: a JSON array of events (see :data:`collector.mapping.FIELDS`).
+
+    200 ``{"accepted": n, "rejected": [{"index": i, "reason": r}, ...]}`` when at least
+    one event was accepted (or the browser opted out: ``dropped`` says why); 400 with the
+    same body when none was valid; 400/413/415 with ``{"error", "detail"}`` for a request
+    that cannot be read; 503 with Retry-After when the producer's queue is full.
+    """
+
+    def __init__(self, intake: Intake):
+        self.intake = intake
+        s = intake.settings
+        self.max_body = s.collector_max_body
+        self.max_events = s.collector_max_events
+        self.max_params = s.collector_max_params
+
+    def _read(self, req: falcon.Request, resp: falcon.Response) -> list | None:
+        if media_type(req.content_type) != "application/json":
+            return _error(resp, falcon.HTTP_415, "content_type", "send Content-Type: application/json")
+        if req.content_length is not None and req.content_length > self.max_body:
+            return _error(resp, falcon.HTTP_413, "too_large", f"body exceeds {self.max_body} bytes")
+        # Falcon's bounded stream reads nothing without Content-Length; a chunked body is
+        # read from the server's own (terminated) stream, still capped at max_body + 1.
+        stream = req.bounded_stream if req.content_length is not None else req.stream
+        body = stream.read(self.max_body + 1)
+        if len(body) > self.max_body:
+            return _error(resp, falcon.HTTP_413, "too_large", f"body exceeds {self.max_body} bytes")
+        try:
+            events = json.loads(body)
+        except (ValueError, RecursionError):
+            return _error(resp, falcon.HTTP_400, "invalid_json", "body is not valid UTF-8 JSON")
+        if not isinstance(events, list) or not events:
+            return _error(resp, falcon.HTTP_400, "not_a_batch", "body must be a non-empty JSON array of events")
+        if len(events) > self.max_events:
+            return _error(
+                resp, falcon.HTTP_413, "too_many_events", f"at most {self.max_events} events per request", len(events)
+            )
+        return events
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.cache_control = [NO_STORE]
+        events = self._read(req, resp)
+        if events is None:
+            return
+        blocked = self.intake.blocked(req)
+        if blocked:
+            reject(blocked, len(events))
+            resp.media = {"accepted": 0, "rejected": [], "dropped": blocked}
+            return
+        source = "tag" if req.get_param("via") == "tag" else "batch"
+        ctx = self.intake.context(req, source)
+        records, rejected = [], []
+        for index, event in enumerate(events):
+            record = to_record(event, ctx, self.max_params)
+            if isinstance(record, Rejection):
+                reject(record.reason)
+                rejected.append({"index": index, "reason": record.reason})
+            else:
+                records.append((index, record))
+        accepted = 0
+        if records:
+            try:
+                accepted = self.intake.accept([r for _, r in records], source)
+            except QueueFull:
+                backpressure(resp, len(records))
+                resp.media = {"error": "queue_full", "detail": "collector busy, retry after the given seconds"}
+                return
+            for index, _ in records[accepted:]:
+                reject("queue_full")
+                rejected.append({"index": index, "reason": "queue_full"})
+            if any(r["party_id"] == ctx.party_id for _, r in records[:accepted]):
+                self.intake.set_party_cookie(req, resp, ctx.party_id)
+        resp.status = falcon.HTTP_200 if accepted else falcon.HTTP_400
+        resp.media = {"accepted": accepted, "rejected": rejected}
+
+
+class HealthResource:
+    """``GET /healthz``: the process answers."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"status": "ok"}
+
+
+class ReadyResource:
+    """``GET /readyz``: 200 when Kafka answers and the producer queue has room, else 503."""
+
+    def __init__(self, intake: Intake):
+        self.sink = intake.sink
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        ready, why = self.sink.ready()
+        resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
+        resp.media = {"ready": ready, "detail": why, "queue_depth": self.sink.depth()}
+
+
+class MetricsResource:
+    """``GET /metrics``: Prometheus text format, all workers summed."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data, resp.content_type = metrics.exposition()
+
+
+class RobotsResource:
+    """``GET /robots.txt``: crawlers have nothing to do here."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.text = "User-agent: *\nDisallow: /\n"

@@ -1,0 +1,129 @@
+/* clickpipe tag. Served by the collector at /tag.js with its configuration filled in.
+   API: clickpipe.signal(type, params) -> event id; clickpipe.optOut(); clickpipe.optIn(); clickpipe.flush() */
+(function (w, d, n, C) {
+  "use strict";
+  if (w.clickpipe && w.clickpipe.v) return;
+  var me = d.currentScript;
+  var base = C.endpoint || (me ? new URL(me.src).origin : "");
+  var queue = [], timer = 0, busy = false, backoff = 1000, leaving = false;
+  var pageViewId = null, lastPage = null, lastUrl = d.referrer || null;
+
+  function rid() {
+    var b = w.crypto.getRandomValues(new Uint8Array(16)), s = "";
+    for (var i = 0; i < 16; i++) s += String.fromCharCode(b[i]);
+    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+  function getCookie(name) {
+    var m = d.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return m ? decodeURIComponent(m[1]) : null;
+  }
+  function setCookie(name, value, seconds) {
+    d.cookie = name + "=" + encodeURIComponent(value) + "; path=/; max-age=" + seconds +
+      (C.cookieDomain ? "; domain=" + C.cookieDomain : "") + "; SameSite=Lax" +
+      (location.protocol === "https:" ? "; Secure" : "");
+  }
+  function blocked() {
+    return getCookie(C.optOutCookie) === "1" ||
+      (C.honorDnt && (n.doNotTrack === "1" || w.doNotTrack === "1")) ||
+      (C.honorGpc && n.globalPrivacyControl === true);
+  }
+  // The session lives in a cookie holding "<id>.<last activity, base 36>" and is read on
+  // every event, so an idle page starts a new session once the timeout has passed.
+  function session(now) {
+    var parts = (getCookie(C.sessionCookie) || "").split("."), id = parts[0];
+    if (!id || !(now - parseInt(parts[1], 36) < C.sessionTimeout * 1000)) id = rid();
+    setCookie(C.sessionCookie, id + "." + now.toString(36), C.sessionTimeout);
+    return id;
+  }
+
+  function signal(type, params) {
+    if (blocked()) return null;
+    var now = Date.now(), ev = {
+      event_type: String(type), event_id: rid(), session_id: session(now), page_view_id: pageViewId,
+      client_time: now, location: location.href, referrer: lastUrl,
+      screen_width: screen.width, screen_height: screen.height,
+      viewport_width: w.innerWidth, viewport_height: w.innerHeight,
+      device_pixel_ratio: w.devicePixelRatio, webdriver: !!n.webdriver, params: params || {}
+    };
+    queue.push(ev);
+    if (leaving || d.visibilityState === "hidden") flush(true);
+    else if (queue.length >= C.batchMax) flush();
+    else if (!timer) timer = setTimeout(flush, C.flushMs);
+    return ev.event_id;
+  }
+
+  function pixel(ev) {
+    var q = "via=tag";
+    for (var k in ev) {
+      if (k === "params") for (var p in ev.params) q += "&params." + encodeURIComponent(p) + "=" + encodeURIComponent(ev.params[p]);
+      else if (ev[k] !== null) q += "&" + k + "=" + encodeURIComponent(ev[k]);
+    }
+    new Image().src = base + "/p.gif?" + q;
+  }
+
+  function retry(batch, seconds) {
+    queue = batch.concat(queue);
+    timer = setTimeout(flush, seconds ? seconds * 1000 : backoff);
+    backoff = Math.min(backoff * 2, 60000);
+  }
+
+  // Normal sends: fetch, one request in flight, retried with backoff on 5xx or network
+  // failure. When the page is being hidden or unloaded: everything at once with
+  // keepalive (the browser finishes it after unload), else sendBeacon, else pixels.
+  function flush(unloading) {
+    clearTimeout(timer); timer = 0;
+    if (!queue.length || (busy && !unloading)) return;
+    var url = base + "/events?via=tag";
+    while (queue.length) {
+      var batch = queue.splice(0, C.batchMax), body = JSON.stringify(batch);
+      if (unloading) {
+        try {
+          fetch(url, { method: "POST", body: body, keepalive: true, credentials: "include", headers: { "Content-Type": "application/json" } });
+        } catch (e) {
+          if (!(n.sendBeacon && n.sendBeacon(url, new Blob([body], { type: "application/json" })))) batch.forEach(pixel);
+        }
+        continue;
+      }
+      if (!w.fetch) { batch.forEach(pixel); continue; }
+      busy = true;
+      fetch(url, { method: "POST", body: body, credentials: "include", headers: { "Content-Type": "application/json" } })
+        .then(function (r) {
+          busy = false;
+          if (r.status >= 500) retry(this, r.headers.get("Retry-After"));
+          else { backoff = 1000; if (queue.length) flush(); }
+        }.bind(batch), function () { busy = false; retry(this); }.bind(batch));
+      return;
+    }
+  }
+
+  function pageView() {
+    if (location.href === lastPage) return;
+    pageViewId = rid();
+    signal("pageView");
+    lastUrl = lastPage = location.href;
+  }
+  // Count a page view only once the page is actually shown (not prerendered or opened in
+  // a background tab), and again when it comes back from the back/forward cache.
+  function whenVisible(f) {
+    if (d.visibilityState === "visible") return f();
+    d.addEventListener("visibilitychange", function once() {
+      if (d.visibilityState === "visible") { d.removeEventListener("visibilitychange", once); f(); }
+    });
+  }
+  var push = history.pushState;
+  history.pushState = function () { var r = push.apply(this, arguments); pageView(); return r; };
+  w.addEventListener("popstate", pageView);
+  w.addEventListener("pageshow", function (e) {
+    leaving = false;
+    if (e.persisted) { lastPage = null; whenVisible(pageView); }
+  });
+  w.addEventListener("pagehide", function () { leaving = true; flush(true); });
+  d.addEventListener("visibilitychange", function () { if (d.visibilityState === "hidden") flush(true); });
+
+  w.clickpipe = {
+    v: 1, signal: signal, flush: function () { flush(); },
+    optOut: function () { queue = []; setCookie(C.optOutCookie, "1", 63072000); },
+    optIn: function () { setCookie(C.optOutCookie, "", 0); }
+  };
+  whenVisible(pageView);
+})(window, document, navigator, __CONFIG__);

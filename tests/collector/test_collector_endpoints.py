@@ -1,0 +1,261 @@
+"""HTTP behaviour of every endpoint, through Falcon's WSGI test client."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+
+import falcon.testing
+import pytest
+
+from collector.intake import GIF
+from collector_support import make_client
+
+JSON = {"Content-Type": "application/json"}
+
+
+def post(client, events, headers=None, query=None):
+    body = events if isinstance(events, (bytes, str)) else json.dumps(events)
+    return client.simulate_post("/events", body=body, headers={**JSON, **(headers or {})}, query_string=query)
+
+
+def test_batch_accepts_valid_and_reports_invalid_neighbours(collector):
+    client, producer = collector
+    events = [{"event_id": "evt-000001"}, {"event_id": "bad"}, {"event_type": "click", "nope": 1}, {}]
+    r = post(client, events)
+    assert r.status_code == 200
+    assert r.json == {
+        "accepted": 2,
+        "rejected": [{"index": 1, "reason": "invalid_event_id"}, {"index": 2, "reason": "unknown_field"}],
+    }
+    records = producer.records()
+    assert [rec["source"] for rec in records] == ["batch", "batch"]
+    assert records[0]["event_id"] == "evt-000001"
+    # both got the party issued for this request, which the cookie carries
+    party = r.cookies["_cpp"].value
+    assert {rec["party_id"] for rec in records} == {party}
+    assert all(key == party.encode() for _, key, _, _ in producer.messages)
+
+
+def test_party_cookie_flags_and_reuse(collector):
+    client, producer = collector
+    r = post(client, [{}])
+    cookie = r.cookies["_cpp"]
+    assert cookie.http_only and cookie.same_site == "Lax" and cookie.path == "/"
+    assert cookie.max_age == 365 * 86400 and not cookie.secure  # plain http here
+    assert producer.records()[0]["new_party"] is True
+    r2 = post(client, [{}], headers={"Cookie": f"_cpp={cookie.value}"})
+    assert r2.cookies["_cpp"].value == cookie.value
+    assert producer.records()[1]["party_id"] == cookie.value and producer.records()[1]["new_party"] is False
+
+
+def test_cookie_is_secure_over_https_and_domain_applied_only_inside_it():
+    client, _, sink = make_client({"CLICKPIPE_COLLECTOR_COOKIE_DOMAIN": "shop.example"})
+    r = client.simulate_post(
+        "/events", body="[{}]", headers={**JSON, "Host": "c.shop.example"}, protocol="https"
+    )
+    assert r.cookies["_cpp"].secure and r.cookies["_cpp"].domain in ("shop.example", ".shop.example")
+    r = client.simulate_post("/events", body="[{}]", headers={**JSON, "Host": "other.example"})
+    assert r.cookies["_cpp"].domain in (None, "")
+    sink.close(0)
+
+
+def test_server_batch_with_party_ids_sets_no_cookie(collector):
+    client, producer = collector
+    r = post(client, [{"party_id": "server-party-1"}])
+    assert r.status_code == 200 and "_cpp" not in r.cookies
+    assert producer.records()[0]["party_id"] == "server-party-1"
+
+
+@pytest.mark.parametrize(
+    "body,headers,status,error",
+    [
+        (b"[{}]", {"Content-Type": "text/plain"}, 415, "content_type"),
+        (b"[{}]", {"Content-Type": ""}, 415, "content_type"),
+        (b"[{", JSON, 400, "invalid_json"),
+        (b"\xff\xfe", JSON, 400, "invalid_json"),
+        (b"[" * 50_000 + b"]" * 50_000, JSON, 400, "invalid_json"),
+        (b"{}", JSON, 400, "not_a_batch"),
+        (b"[]", JSON, 400, "not_a_batch"),
+        (b"[" + b"{}," * 100 + b"{}]", JSON, 413, "too_many_events"),
+        (b'["' + b"x" * 262_144 + b'"]', JSON, 413, "too_large"),
+    ],
+)
+def test_unreadable_batches_get_a_clear_4xx(collector, body, headers, status, error):
+    client, producer = collector
+    r = client.simulate_post("/events", body=body, headers=headers)
+    assert r.status_code == status and r.json["error"] == error and r.json["detail"]
+    assert producer.messages == []
+
+
+def test_oversized_body_without_content_length_is_413(collector):
+    client, _ = collector
+    env = falcon.testing.create_environ(path="/events", method="POST", headers={**JSON, "Transfer-Encoding": "chunked"})
+    env.pop("CONTENT_LENGTH", None)
+    env["wsgi.input"] = io.BytesIO(b'["' + b"x" * 300_000 + b'"]')
+    start = falcon.testing.StartResponseMock()
+    body = b"".join(client.app(env, start))
+    assert start.status.startswith("413") and json.loads(body)["error"] == "too_large"
+
+
+def test_all_invalid_is_400_with_reasons(collector):
+    client, producer = collector
+    r = post(client, [{"client_time": "yesterday"}])
+    assert r.status_code == 400 and r.json["rejected"] == [{"index": 0, "reason": "invalid_client_time"}]
+    assert producer.messages == []
+
+
+def test_queue_full_is_503_with_retry_after_and_nothing_remembered():
+    client, producer, sink = make_client({"CLICKPIPE_COLLECTOR_QUEUE_MAX": "100"})
+    for _ in range(5):
+        assert post(client, [{} for _ in range(20)]).status_code == 200
+    r = post(client, [{"event_id": "retried-event-1"}])
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1" and r.json["error"] == "queue_full"
+    producer.messages.clear()
+    r = post(client, [{"event_id": "retried-event-1"}], headers={"Cookie": "_cpp=party-000001"})
+    assert r.status_code == 200 and producer.records()[0]["duplicate"] is False
+    sink.close(0)
+
+
+def test_buffer_error_mid_batch_reports_the_rest_as_rejected():
+    client, producer, sink = make_client(capacity=2)
+    r = post(client, [{}, {}, {}])
+    assert r.status_code == 200 and r.json["accepted"] == 2
+    assert r.json["rejected"] == [{"index": 2, "reason": "queue_full"}]
+    sink.close(0)
+
+
+def test_resent_event_is_flagged_duplicate(collector):
+    client, producer = collector
+    headers = {"Cookie": "_cpp=party-000001"}
+    post(client, [{"event_id": "evt-000001"}], headers=headers)
+    post(client, [{"event_id": "evt-000001"}], headers=headers)
+    assert [r["duplicate"] for r in producer.records()] == [False, True]
+    assert "clickpipe_collector_duplicate_events_total" in client.simulate_get("/metrics").text
+
+
+@pytest.mark.parametrize(
+    "headers,env,reason",
+    [
+        ({"Cookie": "_cpo=1"}, {}, "opted_out"),
+        ({"Sec-GPC": "1"}, {}, "gpc"),
+        ({"DNT": "1"}, {"CLICKPIPE_COLLECTOR_HONOR_DNT": "true"}, "dnt"),
+    ],
+)
+def test_privacy_signals_drop_events(headers, env, reason):
+    client, producer, sink = make_client(env)
+    r = post(client, [{}], headers=headers)
+    assert r.status_code == 200 and r.json["dropped"] == reason and producer.messages == []
+    assert client.simulate_get("/p.gif", headers=headers).headers["X-Clickpipe-Rejected"] == reason
+    sink.close(0)
+
+
+def test_dnt_ignored_unless_configured(collector):
+    client, producer = collector
+    assert post(client, [{}], headers={"DNT": "1"}).json["accepted"] == 1
+
+
+def test_pixel_always_answers_the_gif(collector):
+    client, producer = collector
+    r = client.simulate_get("/p.gif", query_string="event_type=open&params.campaign=spring&screen_width=320")
+    assert r.status_code == 200 and r.content == GIF and r.headers["Content-Type"] == "image/gif"
+    assert "no-store" in r.headers["Cache-Control"]
+    record = producer.records()[0]
+    assert record["source"] == "pixel" and record["no_js"] is True and record["params"] == {"campaign": "spring"}
+    assert record["party_id"] == r.cookies["_cpp"].value
+    bad = client.simulate_get("/p.gif", query_string="event_id=%3Cscript%3E")
+    assert bad.status_code == 200 and bad.content == GIF
+    assert bad.headers["X-Clickpipe-Rejected"] == "invalid_event_id" and len(producer.messages) == 1
+    many = client.simulate_get("/p.gif", query_string="&".join(f"a{i}=1" for i in range(300)))
+    assert many.content == GIF and many.headers["X-Clickpipe-Rejected"] == "too_many_fields"
+
+
+def test_pixel_via_tag_is_not_no_js(collector):
+    client, producer = collector
+    client.simulate_get("/p.gif", query_string="via=tag&event_type=pageView")
+    assert producer.records()[0]["source"] == "tag" and producer.records()[0]["no_js"] is False
+
+
+def test_pixel_backpressure_is_503_with_the_gif():
+    client, producer, sink = make_client(capacity=0)
+    r = client.simulate_get("/p.gif")
+    assert r.status_code == 503 and r.content == GIF and r.headers["Retry-After"]
+    sink.close(0)
+
+
+def test_divolte_endpoint_flags_corruption_and_keys_by_party(collector):
+    client, producer = collector
+    r = client.simulate_get("/csc-event", query_string="p=0:k0:party0000&s=0:k0:sess00000&e=ev000001&c=zz&x=1")
+    assert r.status_code == 200 and r.content == GIF and r.headers["X-Clickpipe-Corrupted"] == "true"
+    assert producer.records()[0]["corrupted"] is True and producer.messages[0][1] == b"0:k0:party0000"
+    assert "_cpp" not in r.cookies  # Divolte's tag keeps its own party id
+    r = client.simulate_get("/csc-event", query_string="s=0:k0:sess00000")
+    assert r.content == GIF and r.headers["X-Clickpipe-Rejected"] == "invalid_party_id"
+
+
+def test_client_ip_and_anonymisation():
+    client, producer, sink = make_client(
+        {"CLICKPIPE_COLLECTOR_TRUSTED_HOPS": "1", "CLICKPIPE_COLLECTOR_ANONYMIZE_IP": "true"}
+    )
+    post(client, [{}], headers={"X-Forwarded-For": "198.51.100.1, 203.0.113.77"})
+    assert producer.records()[0]["ip"] == "203.0.113.0"
+    sink.close(0)
+
+
+def test_tag_gzip_etag_and_config():
+    client, _, sink = make_client({"CLICKPIPE_COLLECTOR_SESSION_TIMEOUT": "600"})
+    r = client.simulate_get("/tag.js", headers={"Accept-Encoding": "gzip, br"})
+    assert r.status_code == 200 and r.headers["Content-Encoding"] == "gzip"
+    source = gzip.decompress(r.content).decode()
+    assert '"sessionTimeout":600' in source and "__CONFIG__" not in source
+    assert len(r.content) <= 4096
+    assert client.simulate_get("/tag.js", headers={"If-None-Match": r.headers["ETag"]}).status_code == 304
+    plain = client.simulate_get("/tag.js")
+    assert plain.text == source and plain.headers["ETag"] == r.headers["ETag"]
+    sink.close(0)
+
+
+def test_cors_allowlist(collector):
+    client, _ = collector
+    pre = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    ok = client.simulate_options("/events", headers={"Origin": "https://shop.example", **pre})
+    assert ok.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert ok.headers["Access-Control-Allow-Credentials"] == "true"
+    evil = client.simulate_options("/events", headers={"Origin": "https://evil.example", **pre})
+    assert "Access-Control-Allow-Origin" not in evil.headers
+    r = post(client, [{}], headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+
+
+def test_no_cors_headers_without_allowlist():
+    client, _, sink = make_client()
+    r = post(client, [{}], headers={"Origin": "https://shop.example"})
+    assert "Access-Control-Allow-Origin" not in r.headers
+    sink.close(0)
+
+
+def test_service_endpoints(collector):
+    client, _ = collector
+    assert client.simulate_get("/healthz").json == {"status": "ok"}
+    assert client.simulate_get("/robots.txt").text == "User-agent: *\nDisallow: /\n"
+    assert client.simulate_get("/nope").status_code == 404
+    assert client.simulate_get("/events").status_code == 405
+    assert client.simulate_get("//evil.example/").status_code == 404  # nothing redirects
+
+
+def test_metrics_count_accepted_and_rejected_by_reason(collector):
+    client, _ = collector
+    before = _metric(client, 'clickpipe_collector_rejected_events_total{reason="invalid_event_id"}')
+    accepted = _metric(client, 'clickpipe_collector_accepted_events_total{source="batch"}')
+    post(client, [{"event_id": "bad"}, {}])
+    assert _metric(client, 'clickpipe_collector_rejected_events_total{reason="invalid_event_id"}') == before + 1
+    assert _metric(client, 'clickpipe_collector_accepted_events_total{source="batch"}') == accepted + 1
+    assert "clickpipe_collector_queue_depth" in client.simulate_get("/metrics").text
+
+
+def _metric(client, name: str) -> float:
+    for line in client.simulate_get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
