@@ -113,6 +113,50 @@ class Settings:
     collector_queue_max: int  # COLLECTOR_QUEUE_MAX: producer's local queue, messages; full -> 503 (100000)
     collector_dedup_slots: int  # COLLECTOR_DEDUP_SLOTS: per-worker duplicate memory, (party, event id) slots (1048576)
 
+    # --- pipeline (stream processing: app/, agents/, tables/, steps/) --------------------
+    pipeline_app_id: str  # PIPELINE_APP_ID: Faust app id = consumer group and changelog prefix (clickpipe-pipeline)
+    pipeline_datadir: Path  # PIPELINE_DATADIR: Faust/RocksDB state; one per worker on a host (STATE_DIR/pipeline)
+    pipeline_web_port: int  # PIPELINE_WEB_PORT: Faust worker web port (6066)
+    pipeline_metrics_port: int  # PIPELINE_METRICS_PORT: Prometheus /metrics of the worker, 0 = off (9464)
+    pipeline_steps: tuple[str, ...]  # PIPELINE_STEPS: ordered step modules of package steps/ run after decode
+    pipeline_stream_buffer: int  # PIPELINE_STREAM_BUFFER: Faust stream_buffer_maxsize, events per partition (4096)
+    pipeline_commit_interval: int  # PIPELINE_COMMIT_INTERVAL_MS: transaction commit interval (1000)
+    pipeline_log_json: bool  # PIPELINE_LOG_JSON: structured JSON log lines from the pipeline (true)
+    session_gap: int  # SESSION_GAP_SECONDS: inactivity that ends a session (1800)
+    session_cap: int  # SESSION_CAP_SECONDS: longest session; a longer one is split (86400)
+    session_split_on_campaign: bool  # SESSION_SPLIT_ON_CAMPAIGN: a new utm campaign starts a new session (true)
+    session_sweep_interval: int  # SESSION_SWEEP_SECONDS: how often idle sessions are looked for (60)
+    dedup_memory: int  # DEDUP_MEMORY_SECONDS: how long an event id is remembered per party (3600)
+    dedup_max_ids: int  # DEDUP_MAX_IDS: most event ids remembered per party, oldest forgotten first (1000)
+    keep_duplicates: bool  # KEEP_DUPLICATES: send duplicates to dead letters (reason duplicate) (false)
+    bot_rate_window: int  # BOT_RATE_WINDOW_SECONDS: window of the event-rate bot rules (10)
+    bot_max_party_events: int  # BOT_MAX_PARTY_EVENTS: events per party per window above which it is a bot (30)
+    bot_max_ip_events: int  # BOT_MAX_IP_EVENTS: events per IP per window and partition above which it is a bot (300)
+    bot_pixel_only_events: int  # BOT_PIXEL_ONLY_EVENTS: pixel hits from a party never seen with JS before it is a bot (3)
+    datacenter_asns: frozenset[int]  # DATACENTER_ASNS: comma-separated ASNs flagged as data-centre traffic (major clouds)
+    geoip_city_db: Path  # GEOIP_CITY_DB: MaxMind City database (CACHE_DIR/geoip/GeoLite2-City.mmdb); missing = no geo
+    geoip_asn_db: Path  # GEOIP_ASN_DB: MaxMind ASN database (CACHE_DIR/geoip/GeoLite2-ASN.mmdb); missing = no ASN
+    geoip_reload_check: int  # GEOIP_RELOAD_SECONDS: how often the database files are checked for changes (10)
+    geo_cache_size: int  # GEO_CACHE_SIZE: LRU entries of IP lookups (50000)
+    ua_cache_size: int  # UA_CACHE_SIZE: LRU entries of parsed user agents (20000)
+    internal_hosts: tuple[str, ...]  # INTERNAL_HOSTS: comma-separated hosts whose referrers count as internal ("": the page's own host)
+    rocksdb_block_cache_mb: int  # ROCKSDB_BLOCK_CACHE_MB: block cache per table partition database (16)
+    rocksdb_write_buffer_mb: int  # ROCKSDB_WRITE_BUFFER_MB: memtable size per table partition database (8)
+    rocksdb_max_open_files: int  # ROCKSDB_MAX_OPEN_FILES: per table partition database (256)
+
+
+# Amazon, Google, Google Cloud, Microsoft, DigitalOcean, OVH, Hetzner, Linode, Vultr,
+# Alibaba, Tencent, Oracle: the usual sources of scripted traffic that claims to be a browser.
+_DATACENTER_ASNS = "16509,14618,15169,396982,8075,14061,16276,24940,63949,20473,45102,132203,31898"
+
+
+def _asns(r: _Reader, name: str, default: str) -> frozenset[int]:
+    raw = r.str(name, default)
+    try:
+        return frozenset(int(a.strip().upper().removeprefix("AS")) for a in raw.split(",") if a.strip())
+    except ValueError:
+        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a comma-separated list of AS numbers") from None
+
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
     """Build :class:`Settings` from ``env`` (default: the process environment).
@@ -120,14 +164,16 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     Raises :class:`ConfigError` naming the variable when a value is unusable.
     """
     r = _Reader(os.environ if env is None else env)
+    cache_dir = r.path("CACHE_DIR", Path.home() / ".cache" / "clickpipe")
+    state_dir = r.path("STATE_DIR", Path.home() / ".local" / "state" / "clickpipe")
     kafka_host = r.str("KAFKA_HOST", "127.0.0.1")
     kafka_port = r.int("KAFKA_PORT", 9092, minimum=1)
     druid_host = r.str("DRUID_HOST", "127.0.0.1")
     router_port = r.int("DRUID_ROUTER_PORT", 8888, minimum=1)
     broker_port = r.int("DRUID_BROKER_PORT", 8082, minimum=1)
     return Settings(
-        cache_dir=r.path("CACHE_DIR", Path.home() / ".cache" / "clickpipe"),
-        state_dir=r.path("STATE_DIR", Path.home() / ".local" / "state" / "clickpipe"),
+        cache_dir=cache_dir,
+        state_dir=state_dir,
         kafka_host=kafka_host,
         kafka_port=kafka_port,
         kafka_controller_port=r.int("KAFKA_CONTROLLER_PORT", 9093, minimum=1),
@@ -173,6 +219,42 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         collector_honor_gpc=r.bool("COLLECTOR_HONOR_GPC", True),
         collector_queue_max=r.int("COLLECTOR_QUEUE_MAX", 100000, minimum=100),
         collector_dedup_slots=r.int("COLLECTOR_DEDUP_SLOTS", 1048576, minimum=1),
+        # pipeline
+        pipeline_app_id=r.str("PIPELINE_APP_ID", "clickpipe-pipeline"),
+        pipeline_datadir=r.path("PIPELINE_DATADIR", state_dir / "pipeline"),
+        pipeline_web_port=r.int("PIPELINE_WEB_PORT", 6066, minimum=1),
+        pipeline_metrics_port=r.int("PIPELINE_METRICS_PORT", 9464, minimum=0),
+        pipeline_steps=tuple(
+            s.strip()
+            for s in r.str("PIPELINE_STEPS", "dedup,bots,geo,useragent,urls,referrer,sessions").split(",")
+            if s.strip()
+        ),
+        pipeline_stream_buffer=r.int("PIPELINE_STREAM_BUFFER", 4096, minimum=1),
+        pipeline_commit_interval=r.int("PIPELINE_COMMIT_INTERVAL_MS", 1000, minimum=10),
+        pipeline_log_json=r.bool("PIPELINE_LOG_JSON", True),
+        session_gap=r.int("SESSION_GAP_SECONDS", 1800, minimum=1),
+        session_cap=r.int("SESSION_CAP_SECONDS", 86400, minimum=1),
+        session_split_on_campaign=r.bool("SESSION_SPLIT_ON_CAMPAIGN", True),
+        session_sweep_interval=r.int("SESSION_SWEEP_SECONDS", 60, minimum=1),
+        dedup_memory=r.int("DEDUP_MEMORY_SECONDS", 3600, minimum=1),
+        dedup_max_ids=r.int("DEDUP_MAX_IDS", 1000, minimum=1),
+        keep_duplicates=r.bool("KEEP_DUPLICATES", False),
+        bot_rate_window=r.int("BOT_RATE_WINDOW_SECONDS", 10, minimum=1),
+        bot_max_party_events=r.int("BOT_MAX_PARTY_EVENTS", 30, minimum=1),
+        bot_max_ip_events=r.int("BOT_MAX_IP_EVENTS", 300, minimum=1),
+        bot_pixel_only_events=r.int("BOT_PIXEL_ONLY_EVENTS", 3, minimum=1),
+        datacenter_asns=_asns(r, "DATACENTER_ASNS", _DATACENTER_ASNS),
+        geoip_city_db=r.path("GEOIP_CITY_DB", cache_dir / "geoip" / "GeoLite2-City.mmdb"),
+        geoip_asn_db=r.path("GEOIP_ASN_DB", cache_dir / "geoip" / "GeoLite2-ASN.mmdb"),
+        geoip_reload_check=r.int("GEOIP_RELOAD_SECONDS", 10, minimum=1),
+        geo_cache_size=r.int("GEO_CACHE_SIZE", 50000, minimum=0),
+        ua_cache_size=r.int("UA_CACHE_SIZE", 20000, minimum=0),
+        internal_hosts=tuple(
+            h.strip().lower() for h in r.str("INTERNAL_HOSTS", "").split(",") if h.strip()
+        ),
+        rocksdb_block_cache_mb=r.int("ROCKSDB_BLOCK_CACHE_MB", 16, minimum=1),
+        rocksdb_write_buffer_mb=r.int("ROCKSDB_WRITE_BUFFER_MB", 8, minimum=1),
+        rocksdb_max_open_files=r.int("ROCKSDB_MAX_OPEN_FILES", 256, minimum=-1),
     )
 
 

@@ -1,0 +1,74 @@
+"""Page URL to scheme, host, path, query, fragment and campaign (``utm_*``) fields.
+
+A URL that cannot be split leaves every field empty; the record is kept. A ``gclid`` without
+``utm_source`` is attributed to google / cpc (auto-tagged Google Ads clicks carry no utm).
+"""
+
+from __future__ import annotations
+
+from urllib.parse import SplitResult, parse_qsl, urlsplit
+
+from steps import Context, Record
+
+UTM_FIELDS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content")
+URL_FIELDS = ("url_scheme", "url_host", "url_path", "url_query", "url_fragment")
+
+
+def split(url: str | None) -> SplitResult | None:
+    """``urlsplit`` that returns None instead of raising on malformed URLs."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        parts.hostname  # raises for some malformed netlocs (bad brackets)
+    except ValueError:
+        return None
+    return parts
+
+
+def host_of(parts: SplitResult | None) -> str | None:
+    if parts is None:
+        return None
+    try:
+        return parts.hostname or None
+    except ValueError:
+        return None
+
+
+def campaign(query: str) -> dict[str, str | None]:
+    """The utm_* values of a query string (first occurrence of each)."""
+    found: dict[str, str | None] = dict.fromkeys(UTM_FIELDS)
+    if "utm_" not in query and "gclid" not in query:
+        return found
+    gclid = False
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        name = name.lower()
+        if name in found and found[name] is None:
+            found[name] = value
+        elif name == "gclid":
+            gclid = True
+    if gclid and found["utm_source"] is None:
+        found["utm_source"], found["utm_medium"] = "google", found["utm_medium"] or "cpc"
+    return found
+
+
+class Urls:
+    """Step: sets url_* and utm_* fields from ``record["location"]``."""
+
+    def __call__(self, record: Record, ctx: Context) -> Record:
+        parts = split(record.get("location"))
+        if parts is None:
+            for name in URL_FIELDS + UTM_FIELDS:
+                record[name] = None
+            return record
+        record["url_scheme"] = parts.scheme.lower() or None
+        record["url_host"] = host_of(parts)
+        record["url_path"] = parts.path or None
+        record["url_query"] = parts.query or None
+        record["url_fragment"] = parts.fragment or None
+        record.update(campaign(parts.query))
+        return record
+
+
+def build(settings) -> Urls:
+    return Urls()

@@ -1,0 +1,58 @@
+"""The configured chain of steps on plain records, and its output against the Avro schemas."""
+
+import pytest
+
+import schemas
+from steps import Context, Drop, Pipeline
+from steps.decode import decode
+
+RAW = schemas.current("RawClick")
+ENRICHED = schemas.current("EnrichedClick")
+SESSION = schemas.current("Session")
+
+
+def test_steps_come_from_the_configured_ordered_list(make_settings):
+    p = Pipeline(make_settings(PIPELINE_STEPS="urls, referrer"))
+    assert [name for name, _ in p.steps] == ["urls", "referrer"]
+    assert Pipeline(make_settings()).names == ("dedup", "bots", "geo", "useragent", "urls", "referrer", "sessions")
+
+
+def test_unknown_step_name_fails_at_start(make_settings):
+    with pytest.raises(ModuleNotFoundError):
+        Pipeline(make_settings(PIPELINE_STEPS="dedup,nosuchstep"))
+
+
+def test_full_chain_output_fits_the_enriched_schema(make_settings, raw_click):
+    p = Pipeline(make_settings())
+    ctx = Context()
+    raw = raw_click(location="https://shop.example.com/p?utm_source=news&utm_campaign=may",
+                    referrer="https://www.google.com/search?q=shoes", ip="2001:218::1")
+    record = p.process(decode(schemas.encode(RAW, raw), RAW.headers), ctx)
+    out = schemas.decode(schemas.encode(ENRICHED, record), ENRICHED)
+    assert out["geo_country"] == "JP"
+    assert out["ua_family"] == "Chrome" and out["device_class"] == "desktop"
+    assert out["utm_campaign"] == "may" and out["referrer_class"] == "campaign"
+    assert out["first_in_session"] and out["session_seq"] == 1 and out["is_bot"] is False
+    with pytest.raises(Drop):
+        p.process(decode(schemas.encode(RAW, raw), RAW.headers), ctx)
+
+
+def test_sweep_emits_sessions_that_fit_the_schema_and_empties_state(make_settings, decoded):
+    p = Pipeline(make_settings(SESSION_GAP_SECONDS=60, DEDUP_MEMORY_SECONDS=120))
+    ctx = Context()
+    record = p.process(decoded(server_time=1_000_000), ctx)
+    assert p.due(ctx.party, 1_030_000) is False
+    assert p.due(ctx.party, 1_061_000) is True
+    assert p.sweep(ctx, 1_061_000) is False  # dedup memory still holds the event id
+    [session] = ctx.sessions
+    assert schemas.decode(schemas.encode(SESSION, session), SESSION)["session_id"] == record["session_id"]
+    assert p.due(ctx.party, 1_121_001) is True
+    assert p.sweep(ctx, 1_121_001) is True
+    assert len(ctx.sessions) == 1
+
+
+def test_timings_callback_sees_every_step(make_settings, decoded):
+    p = Pipeline(make_settings())
+    seen = []
+    p.process(decoded(), Context(), timings=lambda name, s: seen.append(name))
+    assert seen == list(p.names)
