@@ -116,8 +116,7 @@ class Settings:
     # --- pipeline (stream processing: app/, agents/, tables/, steps/) --------------------
     pipeline_app_id: str  # PIPELINE_APP_ID: Faust app id = consumer group and changelog prefix (clickpipe-pipeline)
     pipeline_datadir: Path  # PIPELINE_DATADIR: Faust/RocksDB state; one per worker on a host (STATE_DIR/pipeline)
-    pipeline_web_port: int  # PIPELINE_WEB_PORT: Faust worker web port (6066)
-    pipeline_metrics_port: int  # PIPELINE_METRICS_PORT: Prometheus /metrics of the worker, 0 = off (9464)
+    pipeline_web_port: int  # PIPELINE_WEB_PORT: worker web port; Prometheus metrics at /metrics (6066)
     pipeline_steps: tuple[str, ...]  # PIPELINE_STEPS: ordered step modules of package steps/ run after decode
     pipeline_stream_buffer: int  # PIPELINE_STREAM_BUFFER: Faust stream_buffer_maxsize, events per partition (4096)
     pipeline_commit_interval: int  # PIPELINE_COMMIT_INTERVAL_MS: transaction commit interval (1000)
@@ -223,7 +222,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         pipeline_app_id=r.str("PIPELINE_APP_ID", "clickpipe-pipeline"),
         pipeline_datadir=r.path("PIPELINE_DATADIR", state_dir / "pipeline"),
         pipeline_web_port=r.int("PIPELINE_WEB_PORT", 6066, minimum=1),
-        pipeline_metrics_port=r.int("PIPELINE_METRICS_PORT", 9464, minimum=0),
         pipeline_steps=tuple(
             s.strip()
             for s in r.str("PIPELINE_STEPS", "dedup,bots,geo,useragent,urls,referrer,sessions").split(",")

@@ -1,0 +1,157 @@
+"""Run pipeline workers and drive their topics, for the end-to-end tests and the benchmark.
+
+Everything here talks to a real broker. Each :class:`Run` gets its own topic names, app id
+and data directory, so runs never share state with each other or with a real deployment.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import schemas
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Run:
+    """One isolated pipeline deployment: topics, app id, state directory, worker processes."""
+
+    bootstrap: str
+    workdir: Path
+    partitions: int = 4
+    env: dict[str, str] = field(default_factory=dict)
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
+    workers: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def topics(self) -> dict[str, str]:
+        return {kind: f"test.{self.tag}.{kind}" for kind in ("raw", "enriched", "sessions", "dead-letters")}
+
+    def create_topics(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        futures = admin.create_topics([NewTopic(t, num_partitions=self.partitions, replication_factor=1)
+                                       for t in self.topics.values()])
+        for f in futures.values():
+            f.result(timeout=30)
+
+    def delete_topics(self) -> None:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        names = list(self.topics.values())
+        names += [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"pipeline-{self.tag}-")]
+        for f in admin.delete_topics(names).values():
+            try:
+                f.result(timeout=30)
+            except Exception:  # noqa: BLE001 - cleanup is best effort
+                pass
+
+    def worker_env(self) -> dict[str, str]:
+        t = self.topics
+        env = dict(os.environ)
+        env.update({
+            "CLICKPIPE_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CLICKPIPE_TOPIC_RAW": t["raw"],
+            "CLICKPIPE_TOPIC_ENRICHED": t["enriched"],
+            "CLICKPIPE_TOPIC_SESSIONS": t["sessions"],
+            "CLICKPIPE_TOPIC_DEAD_LETTERS": t["dead-letters"],
+            "CLICKPIPE_PARTITIONS": str(self.partitions),
+            "CLICKPIPE_PIPELINE_APP_ID": f"pipeline-{self.tag}",
+            "CLICKPIPE_PIPELINE_DATADIR": str(self.workdir / "state"),
+            "CLICKPIPE_PIPELINE_WEB_PORT": str(free_port()),
+        })
+        env.update(self.env)
+        return env
+
+    def start_worker(self, log_name: str = "worker.log") -> subprocess.Popen:
+        log = open(self.workdir / log_name, "ab")
+        proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "app.main", "worker", "-l", "info"],
+                                cwd=ROOT, env=self.worker_env(), stdout=log, stderr=subprocess.STDOUT)
+        self.workers.append(proc)
+        return proc
+
+    def kill_workers(self, sig: int = signal.SIGKILL) -> None:
+        for proc in self.workers:
+            if proc.poll() is None:
+                proc.send_signal(sig)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+        self.workers.clear()
+
+    def producer(self) -> Producer:
+        return Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
+
+    def produce(self, records: Iterable[Mapping], producer: Producer | None = None) -> int:
+        """Produce RawClick dicts to the raw topic keyed by party; returns how many."""
+        raw = schemas.current("RawClick")
+        own = producer is None
+        producer = producer or self.producer()
+        n = 0
+        for record in records:
+            self.produce_bytes(producer, record["party_id"].encode(), schemas.encode(raw, record), raw.headers)
+            n += 1
+        if own:
+            producer.flush(60)
+        return n
+
+    def produce_bytes(self, producer: Producer, key: bytes | None, value: bytes | None, headers) -> None:
+        while True:
+            try:
+                producer.produce(self.topics["raw"], value=value, key=key, headers=headers)
+                return
+            except BufferError:
+                producer.poll(0.1)
+
+    def consume(self, kind: str, expected: int, timeout: float, settle: float = 3.0) -> list:
+        """Read ``kind``'s topic (read_committed) from the start until ``expected`` records have
+        been read and nothing more arrived for ``settle`` seconds, or until ``timeout``."""
+        consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
+                             "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                             "isolation.level": "read_committed"})
+        topic = self.topics[kind]
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(self.partitions)])
+        out: list = []
+        deadline = time.monotonic() + timeout
+        last_new = time.monotonic()
+        try:
+            while time.monotonic() < deadline:
+                batch = consumer.consume(num_messages=10_000, timeout=0.5)
+                for m in batch:
+                    if m.error() is None:
+                        out.append(m)
+                if batch:
+                    last_new = time.monotonic()
+                elif len(out) >= expected and time.monotonic() - last_new >= settle:
+                    break
+        finally:
+            consumer.close()
+        return out
+
+
+def decode_all(messages) -> list[dict]:
+    """Avro records of consumed messages, each decoded with the writer named in its headers."""
+    out = []
+    for m in messages:
+        writer = schemas.writer_from_headers(m.headers())
+        out.append(schemas.decode(m.value(), writer))
+    return out
