@@ -83,6 +83,8 @@ class Settings:
     druid_historical_port: int  # DRUID_HISTORICAL_PORT (8083)
     druid_indexer_port: int  # DRUID_INDEXER_PORT (8091)
     druid_router_port: int  # DRUID_ROUTER_PORT (8888)
+    derby_port: int  # DERBY_PORT: Druid's metadata store, run by the coordinator (1527)
+    druid_task_slots: int  # DRUID_TASK_SLOTS: concurrent ingestion tasks on the indexer (6)
     druid_router_url: str  # DRUID_ROUTER_URL: entry point for APIs (http://DRUID_HOST:DRUID_ROUTER_PORT)
     druid_broker_url: str  # DRUID_BROKER_URL: SQL and native queries (http://DRUID_HOST:DRUID_BROKER_PORT)
 
@@ -190,6 +192,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         druid_historical_port=r.int("DRUID_HISTORICAL_PORT", 8083, minimum=1),
         druid_indexer_port=r.int("DRUID_INDEXER_PORT", 8091, minimum=1),
         druid_router_port=router_port,
+        derby_port=r.int("DERBY_PORT", 1527, minimum=1),
+        druid_task_slots=r.int("DRUID_TASK_SLOTS", 6, minimum=1),
         druid_router_url=r.str("DRUID_ROUTER_URL", f"http://{druid_host}:{router_port}"),
         druid_broker_url=r.str("DRUID_BROKER_URL", f"http://{druid_host}:{broker_port}"),
         stack_timeout=r.int("STACK_TIMEOUT", 300, minimum=1),

@@ -1,0 +1,88 @@
+"""Resolve the stack's jars with Maven into the cache directory.
+
+Each closure is resolved once into a directory named after the pom's content hash, so a
+changed pom resolves anew and an unchanged one is reused across runs and clones. A
+``.complete`` marker is written last: a half-finished download is never mistaken for a
+usable closure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+from clickpipe.config import Settings
+
+POM_DIR = Path(__file__).resolve().parent / "maven"
+DRUID_EXTENSIONS = ("druid-kafka-indexing-service", "druid-datasketches")
+
+
+class ResolveError(RuntimeError):
+    """Maven could not resolve a closure; the message carries Maven's last lines."""
+
+
+def _digest(*parts: str) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode())
+    return h.hexdigest()[:12]
+
+
+def _copy_closure(settings: Settings, pom: str, target: Path, label: str, extra: tuple[str, ...] = ()) -> None:
+    cmd = [
+        settings.maven, "-B", "-s", str(POM_DIR / "settings.xml"), "-f", str(POM_DIR / pom),
+        f"-Dmaven.repo.local={settings.cache_dir / 'maven-repo'}",
+        "dependency:copy-dependencies", "-DincludeScope=runtime", f"-DoutputDirectory={target}", *extra,
+    ]
+    print(f"[stack] resolving {label} jars with Maven into {target}", flush=True)
+    downloads = 0
+    tail: list[str] = []
+    try:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    except FileNotFoundError:
+        raise ResolveError(f"Maven not found ({settings.maven!r}); install it or set CLICKPIPE_MAVEN") from None
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        tail = (tail + [line.rstrip()])[-15:]
+        if "Downloaded from" in line:
+            downloads += 1
+            if downloads % 25 == 0:
+                print(f"[stack]   {label}: {downloads} artifacts downloaded", flush=True)
+    if proc.wait() != 0:
+        raise ResolveError(f"Maven failed resolving {label}:\n" + "\n".join(tail))
+
+
+def _resolve(settings: Settings, name: str, poms: tuple[str, ...], label: str, layout) -> Path:
+    digest = _digest(*((POM_DIR / pom).read_text() for pom in (*poms, "settings.xml")))
+    root = settings.cache_dir / "jars" / f"{name}-{digest}"
+    if (root / ".complete").exists():
+        return root
+    if root.exists():
+        shutil.rmtree(root)
+    layout(root)
+    (root / ".complete").write_text("ok\n")
+    print(f"[stack] {label} jars ready ({_size_mb(root)} MB)", flush=True)
+    return root
+
+
+def _size_mb(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) // (1024 * 1024)
+
+
+def kafka_home(settings: Settings) -> Path:
+    """Directory whose ``libs/`` holds the Kafka broker's runtime closure."""
+    return _resolve(settings, "kafka", ("kafka.pom.xml",), "Kafka",
+                    lambda root: _copy_closure(settings, "kafka.pom.xml", root / "libs", "Kafka"))
+
+
+def druid_home(settings: Settings) -> Path:
+    """Directory laid out as Druid expects: ``lib/`` and ``extensions/<name>/``."""
+
+    def layout(root: Path) -> None:
+        _copy_closure(settings, "druid.pom.xml", root / "lib", "Druid")
+        for ext in DRUID_EXTENSIONS:
+            _copy_closure(settings, "druid-extension.pom.xml", root / "extensions" / ext, ext, (f"-Dextension={ext}",))
+
+    return _resolve(settings, "druid", ("druid.pom.xml", "druid-extension.pom.xml"), "Druid", layout)

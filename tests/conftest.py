@@ -1,0 +1,29 @@
+"""Shared fixtures.
+
+Tests that request ``stack`` (directly or through another fixture) run against the real
+local Kafka + Druid stack; the first such test starts it (or reuses one already up) and it
+is left running for the rest of the session. Every other test is a unit test. The markers
+``stack`` and ``unit`` are set automatically, so ``pytest -m unit`` runs without services.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from clickpipe.config import Settings, settings
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        item.add_marker(pytest.mark.stack if "stack" in item.fixturenames else pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Settings:
+    """Ensure Kafka and Druid are up and the pipeline topics exist; return the settings."""
+    from stack.manager import StackManager
+
+    manager = StackManager(settings)
+    manager.up()
+    manager.create_topics()
+    return settings
