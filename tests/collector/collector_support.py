@@ -1,14 +1,26 @@
-"""Helpers for the collector's unit tests: the app over an in-memory producer.
+"""Helpers for the collector tests.
 
-The in-memory producer stands in for Kafka only in unit tests of request handling; the
-Kafka boundary itself is proven by the integration tests against the real broker.
+Unit tests run the app over an in-memory producer, which stands in for Kafka only there;
+the Kafka boundary itself is proven by the tests that run a real collector process
+(:class:`CollectorProcess`) against the real broker (:class:`Topic`).
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
 import time
+import uuid
+from pathlib import Path
 
 import falcon.testing
+import requests
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import schemas
 from clickpipe.config import load
@@ -48,3 +60,123 @@ def make_client(env: dict | None = None, capacity: int | None = None):
     settings = load(env or {})
     sink = Sink(settings, lambda conf: MemoryProducer(conf, capacity))
     return falcon.testing.TestClient(create_app(settings, sink)), sink._producer, sink
+
+
+# --- helpers for tests against a real collector process and the real broker ------------
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class CollectorProcess:
+    """A real collector (gunicorn with the repository's config) on a free port."""
+
+    def __init__(self, env: dict[str, str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, **env, "CLICKPIPE_COLLECTOR_PORT": str(self.port)}
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        self.log = tempfile.NamedTemporaryFile(prefix="collector-", suffix=".log", delete=False)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "collector/gunicorn.conf.py"],
+            cwd=REPO,
+            env=full_env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"collector exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"collector not ready after {timeout}s:\n{self.output()}")
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")[-4000:]
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+class Topic:
+    """A fresh topic on a real broker, deleted afterwards, so tests never see others' data."""
+
+    def __init__(self, bootstrap: str, partitions: int = 4):
+        self.bootstrap = bootstrap
+        self.name = f"collector-test-{uuid.uuid4().hex[:12]}"
+        self.admin = AdminClient({"bootstrap.servers": bootstrap})
+        self.admin.create_topics([NewTopic(self.name, num_partitions=partitions, replication_factor=1)])[
+            self.name
+        ].result(timeout=30)
+
+    def consume(self, expected: int, timeout: float = 60.0) -> list:
+        """Read from the beginning until ``expected`` messages (or ``timeout``); returns messages."""
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"collector-test-{uuid.uuid4().hex}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        consumer.subscribe([self.name])
+        messages = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(messages) < expected and time.monotonic() < deadline:
+                msg = consumer.poll(0.5)
+                if msg is not None and msg.error() is None:
+                    messages.append(msg)
+            # anything beyond the expected count would be a bug too: drain briefly
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end:
+                msg = consumer.poll(0.2)
+                if msg is not None and msg.error() is None:
+                    messages.append(msg)
+        finally:
+            consumer.close()
+        return messages
+
+    def delete(self) -> None:
+        self.admin.delete_topics([self.name])
+
+
+def decode(msg) -> dict:
+    """A consumed message as a record, via the schema its headers name."""
+    return schemas.decode(msg.value(), schemas.writer_from_headers(msg.headers()))
+
+
+def divolte_signed(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Append the checksum ``x`` that Divolte's tag computes (murmur3 of the canonical string)."""
+    from collector.divolte import canonical, murmur3_32
+
+    value = murmur3_32(canonical(pairs).encode())
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    n, out = abs(value), ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            break
+    return pairs + [("x", ("-" if value < 0 else "") + out)]

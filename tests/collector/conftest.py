@@ -13,3 +13,19 @@ def collector():
     client, producer, sink = make_client({"CLICKPIPE_COLLECTOR_CORS_ORIGINS": "https://shop.example"})
     yield client, producer
     sink.close(0)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """Overrides the suite-wide fixture: the collector needs Kafka only, not Druid.
+
+    Uses the running broker when it answers; otherwise starts the stack as the suite does.
+    Tests requesting it are still marked ``stack``.
+    """
+    from clickpipe.config import settings
+    from stack.manager import StackManager
+    from stack.services import port_open
+
+    if not port_open(settings.kafka_host, settings.kafka_port):
+        StackManager(settings).up()
+    return settings

@@ -6,6 +6,7 @@ import pytest
 
 from collector.divolte import canonical, checksum_ok, murmur3_32, parse_base36, to_record
 from collector.mapping import Context, Invalid, Rejection
+from collector_support import divolte_signed
 
 CTX = Context(server_time=1_700_000_000_000, source="divolte", ip="192.0.2.1", user_agent="UA", party_id=None)
 
@@ -40,19 +41,6 @@ def test_canonical_string_sorts_keeps_repeats_and_drops_checksum():
     assert canonical(pairs) == "b=,;e=1,2,;p=a,;"
 
 
-def signed(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Append the checksum Divolte's tag would compute."""
-    value = murmur3_32(canonical(pairs).encode())
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
-    n, out = abs(value), ""
-    while True:
-        n, r = divmod(n, 36)
-        out = digits[r] + out
-        if not n:
-            break
-    return pairs + [("x", ("-" if value < 0 else "") + out)]
-
-
 def divolte_query(**overrides) -> list[tuple[str, str]]:
     base = {
         "p": "0:lz3k8a1c:AbCdEfGhIjKlMnOpQrStUvWx",
@@ -76,7 +64,7 @@ def divolte_query(**overrides) -> list[tuple[str, str]]:
 
 
 def test_valid_request_maps_all_fields_and_is_not_corrupted():
-    pairs = signed(divolte_query())
+    pairs = divolte_signed(divolte_query())
     assert checksum_ok(pairs)
     record = to_record(pairs, CTX)
     assert record["corrupted"] is False
@@ -89,7 +77,7 @@ def test_valid_request_maps_all_fields_and_is_not_corrupted():
 
 
 def test_tampered_value_is_flagged_corrupted_not_dropped():
-    pairs = [(k, "https://evil.example/" if k == "l" else v) for k, v in signed(divolte_query())]
+    pairs = [(k, "https://evil.example/" if k == "l" else v) for k, v in divolte_signed(divolte_query())]
     record = to_record(pairs, CTX)
     assert record["corrupted"] is True and record["location"] == "https://evil.example/"
 
@@ -100,15 +88,15 @@ def test_missing_or_bad_checksum_is_corrupted():
 
 
 def test_bad_base36_field_is_null_and_corrupted():
-    record = to_record(signed(divolte_query(w="??")), CTX)
+    record = to_record(divolte_signed(divolte_query(w="??")), CTX)
     assert record["viewport_width"] is None and record["corrupted"] is True
 
 
 def test_missing_or_invalid_party_is_rejected():
-    assert to_record(signed(divolte_query(p=None)), CTX) == Rejection("invalid_party_id")
-    assert to_record(signed(divolte_query(p="bad party")), CTX) == Rejection("invalid_party_id")
+    assert to_record(divolte_signed(divolte_query(p=None)), CTX) == Rejection("invalid_party_id")
+    assert to_record(divolte_signed(divolte_query(p="bad party")), CTX) == Rejection("invalid_party_id")
 
 
 def test_custom_params_kept_raw():
-    record = to_record(signed(divolte_query(u="(a'b)")), CTX)
+    record = to_record(divolte_signed(divolte_query(u="(a'b)")), CTX)
     assert record["params"] == {"divolte_u": "(a'b)"}

@@ -1,0 +1,118 @@
+"""A real collector process against the real broker: every endpoint reaches Kafka."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from collector_support import CollectorProcess, Topic, decode, divolte_signed
+
+N = 20  # events per endpoint
+
+
+@pytest.fixture(scope="module")
+def live(stack):
+    topic = Topic(stack.kafka_bootstrap)
+    server = CollectorProcess({"CLICKPIPE_TOPIC_RAW": topic.name, "CLICKPIPE_COLLECTOR_WORKERS": "2"})
+    try:
+        server.wait_ready()
+        yield server, topic
+    finally:
+        server.stop()
+        topic.delete()
+
+
+def test_every_endpoint_reaches_the_raw_topic_keyed_by_party(live):
+    server, topic = live
+    run = uuid.uuid4().hex[:8]
+    sent: dict[str, tuple[str | None, str]] = {}  # event id -> (party id or None if cookie, source)
+
+    # batch from a server: explicit party ids
+    batch = [{"party_id": f"srv-{run}-{i % 3}", "event_id": f"b-{run}-{i:03d}", "event_type": "order"} for i in range(N)]
+    r = requests.post(server.url + "/events", json=batch, timeout=10)
+    assert r.status_code == 200 and r.json() == {"accepted": N, "rejected": []}
+    sent.update({e["event_id"]: (e["party_id"], "batch") for e in batch})
+
+    # the tag's path: /events?via=tag with the party in the server-set cookie
+    browser = requests.Session()
+    for i in range(N):
+        event = {"event_id": f"t-{run}-{i:03d}", "event_type": "pageView", "location": "http://127.0.0.1/x"}
+        r = browser.post(server.url + "/events?via=tag", json=[event], timeout=10)
+        assert r.status_code == 200
+        sent[event["event_id"]] = (None, "tag")
+    tag_party = browser.cookies["_cpp"]
+
+    # the pixel, from another "browser"
+    mail = requests.Session()
+    for i in range(N):
+        query = urlencode({"event_id": f"p-{run}-{i:03d}", "event_type": "emailOpen", "params.campaign": "c1"})
+        r = mail.get(f"{server.url}/p.gif?{query}", timeout=10)
+        assert r.status_code == 200 and r.headers["Content-Type"] == "image/gif"
+        sent[f"p-{run}-{i:03d}"] = (None, "pixel")
+    pixel_party = mail.cookies["_cpp"]
+
+    # Divolte's tag
+    for i in range(N):
+        pairs = divolte_signed(
+            [("p", f"0:k1:dvparty{run}"), ("s", f"0:k1:dvsession{run}"), ("v", f"0:dvpv{run}"),
+             ("e", f"d-{run}-{i:03d}"), ("c", "k1"), ("n", "f"), ("f", "f"), ("t", "pageView")]
+        )
+        r = requests.get(f"{server.url}/csc-event?{urlencode(pairs)}", timeout=10)
+        assert r.status_code == 200 and "X-Clickpipe-Corrupted" not in r.headers
+        sent[f"d-{run}-{i:03d}"] = (f"0:k1:dvparty{run}", "divolte")
+
+    messages = topic.consume(len(sent))
+    records = {}
+    for msg in messages:
+        record = decode(msg)
+        assert msg.key() == record["party_id"].encode()
+        records[record["event_id"]] = record
+    assert len(messages) == len(sent) == 4 * N
+    assert set(records) == set(sent)
+    for event_id, (party, source) in sent.items():
+        record = records[event_id]
+        assert record["source"] == source
+        expected_party = party or (tag_party if source == "tag" else pixel_party)
+        assert record["party_id"] == expected_party
+        assert record["corrupted"] is False and record["ip"] == "127.0.0.1"
+    assert all(r["params"] == {"campaign": "c1"} for r in records.values() if r["source"] == "pixel")
+
+
+def test_ready_and_metrics_sum_the_workers(live):
+    server, _ = live
+    assert requests.get(server.url + "/readyz", timeout=5).json()["ready"] is True
+    before = _accepted(server)
+    for _ in range(10):  # spread over both workers by the kernel
+        requests.post(server.url + "/events", json=[{"party_id": "metrics-party-1"}], timeout=10)
+    assert _accepted(server) == before + 10
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    assert "clickpipe_collector_produce_latency_seconds_count" in text
+
+
+def _accepted(server) -> float:
+    text = requests.get(server.url + "/metrics", timeout=5).text
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines()
+        if line.startswith("clickpipe_collector_accepted_events_total{")
+    )
+
+
+def test_sigterm_flushes_everything_accepted(stack):
+    topic = Topic(stack.kafka_bootstrap)
+    server = CollectorProcess({"CLICKPIPE_TOPIC_RAW": topic.name})
+    try:
+        server.wait_ready()
+        accepted = 0
+        for i in range(50):
+            batch = [{"party_id": "sigterm-party", "event_id": f"sigterm-{i:03d}-{j}"} for j in range(20)]
+            accepted += requests.post(server.url + "/events", json=batch, timeout=10).json()["accepted"]
+        assert server.stop() == 0
+        assert len({decode(m)["event_id"] for m in topic.consume(accepted)}) == accepted == 1000
+        assert "flushed Kafka producer (0 messages left)" in server.output()
+    finally:
+        server.stop()
+        topic.delete()
