@@ -1,0 +1,92 @@
+"""The tag in real headless Chromium: page view, custom event and unload event reach Kafka."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import time
+
+from cdp_support import Chromium
+from collector_support import CollectorProcess, Topic, decode, free_port
+
+PAGE = """<!doctype html><html><head><title>shop</title>
+<script src="{collector}/tag.js"></script></head>
+<body><p>product page</p><script>
+window.customEventId = clickpipe.signal("addToCart", {{sku: "A1", qty: 2}});
+addEventListener("pagehide", function () {{ clickpipe.signal("leave", {{reason: "unload"}}); }});
+</script></body></html>"""
+
+
+def serve_page(html: str, port: int) -> http.server.ThreadingHTTPServer:
+    """The site under test, on its own origin (another port: cross-origin, same-site)."""
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = html.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_tag_in_headless_chromium(stack):
+    topic = Topic(stack.kafka_bootstrap)
+    page_port = free_port()
+    origin = f"http://127.0.0.1:{page_port}"
+    collector = CollectorProcess({"CLICKPIPE_TOPIC_RAW": topic.name, "CLICKPIPE_COLLECTOR_CORS_ORIGINS": origin})
+    browser = site = None
+    try:
+        collector.wait_ready()
+        site = serve_page(PAGE.format(collector=collector.url), page_port)
+        browser = Chromium()
+        browser.navigate(origin + "/product")
+        custom_id = browser.wait_for("window.customEventId")
+        # the first batch (page view + custom event) is sent after the tag's flush delay
+        browser.wait_for("document.cookie.indexOf('_cps=') >= 0")
+        cookies = _wait_for_party_cookie(browser, collector.url)
+        browser.navigate("about:blank")  # pagehide: the "leave" event goes out with keepalive
+
+        records = [decode(m) for m in topic.consume(3, timeout=30)]
+        by_type = {r["event_type"]: r for r in records}
+        assert sorted(by_type) == ["addToCart", "leave", "pageView"], records
+        assert len(records) == 3
+        assert by_type["addToCart"]["event_id"] == custom_id
+        assert by_type["addToCart"]["params"] == {"sku": "A1", "qty": "2"}
+        assert by_type["leave"]["params"] == {"reason": "unload"}
+
+        party = cookies[0]
+        assert {r["party_id"] for r in records} == {party["value"]}
+        assert party["httpOnly"] is True and party["sameSite"] == "Lax" and party["secure"] is False
+        assert party["expires"] > 0  # persistent, not a session cookie
+
+        view = by_type["pageView"]
+        assert len({r["session_id"] for r in records}) == 1 and view["session_id"]
+        assert by_type["addToCart"]["page_view_id"] == view["page_view_id"] and view["page_view_id"]
+        assert view["location"] == origin + "/product" and view["source"] == "tag"
+        assert view["screen_width"] > 0 and view["viewport_width"] > 0 and view["client_time"] > 0
+        assert isinstance(view["webdriver"], bool) and view["no_js"] is False
+    finally:
+        if browser:
+            browser.close()
+        if site:
+            site.shutdown()
+        collector.stop()
+        topic.delete()
+
+
+def _wait_for_party_cookie(browser: Chromium, url: str, timeout: float = 15.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cookies = [c for c in browser.call("Network.getCookies", urls=[url])["cookies"] if c["name"] == "_cpp"]
+        if cookies:
+            return cookies
+        time.sleep(0.2)
+    raise TimeoutError("party cookie never set")
