@@ -16,6 +16,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import falcon.testing
 import requests
@@ -50,6 +51,10 @@ class MemoryProducer:
 
     def __len__(self):
         return len(self.messages)
+
+    def list_topics(self, topic=None, timeout=-1):
+        """Metadata shaped like confluent-kafka's: the topic exists with one partition."""
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions={0: None})})
 
     def records(self) -> list[dict]:
         """Decode what was produced, through the schema headers like a consumer would."""
