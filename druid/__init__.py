@@ -1,1 +1,1 @@
-"""druid"""
+"""Druid: ingestion specs derived from the schemas, supervisor management, analyst queries."""

@@ -64,7 +64,7 @@ class _JavaOnDruidClasspath(Service):
         home = jars.druid_home(s)
         (common / "common.runtime.properties").write_text(_props({
             "druid.extensions.directory": str(home / "extensions"),
-            "druid.extensions.loadList": json.dumps(list(jars.DRUID_EXTENSIONS)),
+            "druid.extensions.loadList": json.dumps(sorted(jars.DRUID_EXTENSIONS)),
             "druid.host": s.druid_host,
             "druid.startup.logging.logProperties": "false",
             "druid.zk.service.host": f"{s.druid_host}:{s.zookeeper_port}",

@@ -16,7 +16,16 @@ from pathlib import Path
 from clickpipe.config import Settings
 
 POM_DIR = Path(__file__).resolve().parent / "maven"
-DRUID_EXTENSIONS = ("druid-kafka-indexing-service", "druid-datasketches")
+# Extension -> version. Druid core is 33.0.0, the newest release whose Kafka-indexing and
+# datasketches extensions Maven Central serves here. The newest druid-avro-extensions it
+# serves is 0.20.0: its legacy `avro_stream` parser (with the `schema_inline` and
+# `multiple_schemas_inline` decoders) loads and ingests on 33.0.0, which a stack test proves;
+# its `avro_stream` inputFormat arrived only in later releases.
+DRUID_EXTENSIONS = {
+    "druid-kafka-indexing-service": "33.0.0",
+    "druid-datasketches": "33.0.0",
+    "druid-avro-extensions": "0.20.0",
+}
 
 
 class ResolveError(RuntimeError):
@@ -54,8 +63,8 @@ def _copy_closure(settings: Settings, pom: str, target: Path, label: str, extra:
         raise ResolveError(f"Maven failed resolving {label}:\n" + "\n".join(tail))
 
 
-def _resolve(settings: Settings, name: str, poms: tuple[str, ...], label: str, layout) -> Path:
-    digest = _digest(*((POM_DIR / pom).read_text() for pom in (*poms, "settings.xml")))
+def _resolve(settings: Settings, name: str, poms: tuple[str, ...], label: str, layout, salt: str = "") -> Path:
+    digest = _digest(salt, *((POM_DIR / pom).read_text() for pom in (*poms, "settings.xml")))
     root = settings.cache_dir / "jars" / f"{name}-{digest}"
     if (root / ".complete").exists():
         return root
@@ -82,7 +91,9 @@ def druid_home(settings: Settings) -> Path:
 
     def layout(root: Path) -> None:
         _copy_closure(settings, "druid.pom.xml", root / "lib", "Druid")
-        for ext in DRUID_EXTENSIONS:
-            _copy_closure(settings, "druid-extension.pom.xml", root / "extensions" / ext, ext, (f"-Dextension={ext}",))
+        for ext, version in DRUID_EXTENSIONS.items():
+            _copy_closure(settings, "druid-extension.pom.xml", root / "extensions" / ext, ext,
+                          (f"-Dextension={ext}", f"-Dextension.version={version}"))
 
-    return _resolve(settings, "druid", ("druid.pom.xml", "druid-extension.pom.xml"), "Druid", layout)
+    return _resolve(settings, "druid", ("druid.pom.xml", "druid-extension.pom.xml"), "Druid", layout,
+                    salt=repr(sorted(DRUID_EXTENSIONS.items())))

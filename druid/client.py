@@ -1,0 +1,73 @@
+"""A small HTTP client for Druid's APIs, through the Router.
+
+Every failure is a :class:`DruidError` whose message says what was asked and what Druid
+answered (or that Druid could not be reached), so command-line tools can print it as is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from clickpipe.config import Settings
+
+
+class DruidError(RuntimeError):
+    """Druid is unreachable or refused a request; the message carries Druid's own words."""
+
+
+class DruidClient:
+    def __init__(self, settings: Settings, timeout: float = 30.0):
+        self.base = settings.druid_router_url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        url = f"{self.base}{path}"
+        try:
+            response = self.http.request(method, url, timeout=self.timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise DruidError(f"Druid is not reachable at {self.base} ({type(exc).__name__}); "
+                             f"is the stack up? (clickpipe stack status)") from exc
+        if response.status_code >= 400:
+            raise DruidError(f"{method} {path} -> HTTP {response.status_code}: {_message(response)}")
+        return response.json() if response.content else None
+
+    def sql(self, query: str, parameters: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Rows of a Druid SQL query as dicts."""
+        body: dict[str, Any] = {"query": query, "resultFormat": "object"}
+        if parameters:
+            body["parameters"] = parameters
+        return self._call("POST", "/druid/v2/sql", json=body)
+
+    def submit_supervisor(self, spec: dict[str, Any]) -> str:
+        """Create or replace a supervisor; returns its id."""
+        return self._call("POST", "/druid/indexer/v1/supervisor", json=spec)["id"]
+
+    def supervisor_ids(self) -> list[str]:
+        return self._call("GET", "/druid/indexer/v1/supervisor")
+
+    def supervisor_spec(self, supervisor_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}")
+
+    def supervisor_status(self, supervisor_id: str) -> dict[str, Any]:
+        return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}/status")
+
+    def supervisor_action(self, supervisor_id: str, action: str) -> Any:
+        """``suspend``, ``resume``, ``reset`` or ``terminate``."""
+        return self._call("POST", f"/druid/indexer/v1/supervisor/{supervisor_id}/{action}")
+
+    def drop_datasource(self, datasource: str) -> None:
+        """Mark all of a datasource's segments unused (its rows disappear from queries)."""
+        self._call("DELETE", f"/druid/coordinator/v1/datasources/{datasource}")
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or response.reason
+    if isinstance(body, dict):
+        return str(body.get("errorMessage") or body.get("error") or body)[:2000]
+    return str(body)[:2000]
