@@ -10,6 +10,13 @@ Avro binary (no framing) with two Kafka headers naming the writer schema:
 A reader looks the writer schema up by fingerprint (every schema version it knows, see
 :func:`register`) and resolves it to the current reader schema, so producers and consumers
 can be upgraded in either order as long as each change is backward compatible.
+
+Topics that Druid ingests (enriched clicks, sessions) cannot rely on headers: Druid's Avro
+parser sees only the value. Their values are *framed* (:func:`encode_framed`): one version
+byte (1), the writer schema's 4-byte big-endian id (:attr:`Schema.druid_id`), then the raw
+Avro binary — the layout of Druid's ``multiple_schemas_inline`` decoder, which is given every
+known version of the schema, so evolving a schema never stops ingestion. The headers are
+set on those topics too.
 """
 
 from __future__ import annotations
@@ -40,6 +47,11 @@ class Schema:
     fingerprint: str
     parsed: Any
     source: Mapping[str, Any]
+
+    @property
+    def druid_id(self) -> int:
+        """Schema id in framed values: the fingerprint's low 31 bits (Druid keys ids as Java ints)."""
+        return int(self.fingerprint, 16) & 0x7FFFFFFF
 
     @property
     def headers(self) -> list[tuple[str, bytes]]:
@@ -91,6 +103,31 @@ def encode(schema: Schema, record: Mapping[str, Any]) -> bytes:
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise SchemaError(f"record does not fit {schema.name}: {exc}") from exc
     return buf.getvalue()
+
+
+FRAME_VERSION = 1
+
+
+def encode_framed(schema: Schema, record: Mapping[str, Any]) -> bytes:
+    """Version byte + schema id + raw Avro: the value format of Druid-facing topics."""
+    return bytes([FRAME_VERSION]) + schema.druid_id.to_bytes(4, "big") + encode(schema, record)
+
+
+def versions(name: str) -> list[Schema]:
+    """Every known version of the schema with full or short ``name`` (writers Druid must accept)."""
+    full = current(name).name
+    return [s for s in _by_fingerprint.values() if s.name == full]
+
+
+def decode_framed(data: bytes, reader: Schema | None = None) -> dict[str, Any]:
+    """Inverse of :func:`encode_framed`; :class:`SchemaError` for a bad frame or unknown id."""
+    if len(data) < 5 or data[0] != FRAME_VERSION:
+        raise SchemaError("not a framed record (expected version byte 1 and a 4-byte schema id)")
+    schema_id = int.from_bytes(data[1:5], "big")
+    for schema in _by_fingerprint.values():
+        if schema.druid_id == schema_id:
+            return decode(data[5:], schema, reader)
+    raise SchemaError(f"unknown schema id {schema_id} in framed record")
 
 
 def writer_from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Schema:
