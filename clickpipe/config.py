@@ -88,6 +88,16 @@ class Settings:
     druid_router_url: str  # DRUID_ROUTER_URL: entry point for APIs (http://DRUID_HOST:DRUID_ROUTER_PORT)
     druid_broker_url: str  # DRUID_BROKER_URL: SQL and native queries (http://DRUID_HOST:DRUID_BROKER_PORT)
 
+    # --- Druid datasources and supervisors (druid/) --------------------------------------
+    druid_clicks_datasource: str  # DRUID_CLICKS_DATASOURCE: datasource and supervisor id of enriched clicks (clicks)
+    druid_sessions_datasource: str  # DRUID_SESSIONS_DATASOURCE: datasource and supervisor id of sessions (sessions)
+    druid_task_count: int  # DRUID_TASK_COUNT: reading tasks per supervisor, at most the topic's partitions (1)
+    druid_replicas: int  # DRUID_REPLICAS: copies of each reading task (1)
+    druid_task_duration: str  # DRUID_TASK_DURATION: ISO period a task reads before it publishes (PT1H)
+    druid_start_delay: str  # DRUID_START_DELAY: ISO period before a new supervisor starts managing tasks (PT5S)
+    druid_supervisor_period: str  # DRUID_SUPERVISOR_PERIOD: ISO period of the supervisor's management loop (PT30S)
+    druid_query_timeout: int  # DRUID_QUERY_TIMEOUT: seconds an API call or report query may take (60)
+
     # --- stack manager -------------------------------------------------------------------
     stack_timeout: int  # STACK_TIMEOUT: seconds `stack up` waits for readiness (300)
     maven: str  # MAVEN: the Maven command used to resolve jars (mvn)
@@ -196,6 +206,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         druid_task_slots=r.int("DRUID_TASK_SLOTS", 6, minimum=1),
         druid_router_url=r.str("DRUID_ROUTER_URL", f"http://{druid_host}:{router_port}"),
         druid_broker_url=r.str("DRUID_BROKER_URL", f"http://{druid_host}:{broker_port}"),
+        druid_clicks_datasource=r.str("DRUID_CLICKS_DATASOURCE", "clicks"),
+        druid_sessions_datasource=r.str("DRUID_SESSIONS_DATASOURCE", "sessions"),
+        druid_task_count=r.int("DRUID_TASK_COUNT", 1, minimum=1),
+        druid_replicas=r.int("DRUID_REPLICAS", 1, minimum=1),
+        druid_task_duration=r.str("DRUID_TASK_DURATION", "PT1H"),
+        druid_start_delay=r.str("DRUID_START_DELAY", "PT5S"),
+        druid_supervisor_period=r.str("DRUID_SUPERVISOR_PERIOD", "PT30S"),
+        druid_query_timeout=r.int("DRUID_QUERY_TIMEOUT", 60, minimum=1),
         stack_timeout=r.int("STACK_TIMEOUT", 300, minimum=1),
         maven=r.str("MAVEN", "mvn"),
         # collector
