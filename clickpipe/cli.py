@@ -50,6 +50,33 @@ def _worker(args: argparse.Namespace) -> NoReturn:
 
     os.execv(sys.executable, [sys.executable, "-m", "faust", "-A", "app.main", "worker", "-l", args.loglevel])
 
+def _druid(args: argparse.Namespace) -> int:
+    from clickpipe.config import settings
+    from druid import supervisors
+    from druid.client import DruidClient, DruidError
+    from druid.formatting import render
+    from druid.specs import DeclarationError
+
+    client = DruidClient(settings, timeout=settings.druid_query_timeout)
+    try:
+        if args.action == "apply":
+            print(render(supervisors.apply(client, settings)))
+        elif args.action == "status":
+            rows = supervisors.status(client, settings)
+            print(render(rows, args.format))
+            return 0 if supervisors.healthy(rows) else 3
+        else:
+            if args.action == "reset" and not args.yes:
+                print("[druid] reset makes Druid re-read each topic from its earliest record, so rows already "
+                      "in Druid are ingested again; add --yes to do it", file=sys.stderr)
+                return 2
+            print(render(supervisors.act(client, settings, args.action, args.ids)))
+    except (DruidError, DeclarationError) as exc:
+        print(f"[druid] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -70,6 +97,19 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a stream-processing worker (same as: faust -A app.main worker)")
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(func=_worker)
+
+    druid = sub.add_parser("druid", help="Druid ingestion: supervisors of the clicks and sessions datasources")
+    druid_sub = druid.add_subparsers(dest="action", required=True)
+    druid_sub.add_parser("apply", help="submit the specs derived from the schemas; unchanged ones are not resubmitted")
+    druid_status = druid_sub.add_parser("status", help="state, lag and last error of each supervisor (exit 3 unless all run)")
+    druid_status.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    for action, text in (("suspend", "stop reading (tasks publish and stop)"), ("resume", "read again"),
+                         ("reset", "forget stored offsets: re-read topics from the earliest record")):
+        action_parser = druid_sub.add_parser(action, help=text)
+        action_parser.add_argument("ids", nargs="*", help="supervisor ids (default: all of clickpipe's)")
+        if action == "reset":
+            action_parser.add_argument("--yes", action="store_true", help="confirm re-ingesting what Druid has")
+    druid.set_defaults(func=_druid)
     return parser
 
 

@@ -54,9 +54,26 @@ class DruidClient:
     def supervisor_status(self, supervisor_id: str) -> dict[str, Any]:
         return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}/status")
 
+    def supervisor_history(self, supervisor_id: str) -> list[dict[str, Any]]:
+        """Every spec version submitted for the supervisor, newest first."""
+        return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}/history")
+
     def supervisor_action(self, supervisor_id: str, action: str) -> Any:
         """``suspend``, ``resume``, ``reset`` or ``terminate``."""
         return self._call("POST", f"/druid/indexer/v1/supervisor/{supervisor_id}/{action}")
+
+    def shutdown_tasks(self, datasource: str) -> list[str]:
+        """Kill the datasource's waiting, pending and running tasks without publishing; their ids.
+
+        Needed before :meth:`drop_datasource` after a terminate: a publishing task would
+        otherwise wait (up to its completion timeout, holding a task slot) for the hand-off
+        of segments that were just dropped.
+        """
+        tasks = [t["id"] for state in ("waiting", "pending", "running")
+                 for t in self._call("GET", "/druid/indexer/v1/tasks", params={"datasource": datasource, "state": state})]
+        for task_id in tasks:
+            self._call("POST", f"/druid/indexer/v1/task/{task_id}/shutdown")
+        return tasks
 
     def drop_datasource(self, datasource: str) -> None:
         """Mark all of a datasource's segments unused (its rows disappear from queries)."""

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 import time
 import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 import schemas
 from clickpipe.config import Settings, load, settings as default_settings
@@ -17,10 +21,11 @@ from druid.client import DruidClient, DruidError
 _ids = itertools.count(1)
 
 
-def private_settings(**env: str) -> Settings:
-    """Settings whose topics and datasources are unique to this call (so tests never share them).
+def private_env(**env: str) -> dict[str, str]:
+    """``CLICKPIPE_*`` variables whose topics and datasources are unique to this call.
 
     Supervisors start fast and publish after ten minutes, as the shared indexer prefers.
+    Keyword overrides are given without the prefix.
     """
     tag = uuid.uuid4().hex[:8]
     base = {
@@ -36,7 +41,19 @@ def private_settings(**env: str) -> Settings:
         "DRUID_BROKER_URL": default_settings.druid_broker_url,
     }
     base.update(env)
-    return load({f"CLICKPIPE_{k}": v for k, v in base.items()})
+    return {f"CLICKPIPE_{k}": v for k, v in base.items()}
+
+
+def private_settings(**env: str) -> Settings:
+    """Settings of :func:`private_env`."""
+    return load(private_env(**env))
+
+
+def run_cli(env: Mapping[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``clickpipe *args`` in a child process whose configuration is ``env`` (CLICKPIPE_* only)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")}
+    return subprocess.run([sys.executable, "-m", "clickpipe.cli", *args], env={**clean, **env},
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def enriched_click(**fields: Any) -> dict[str, Any]:
@@ -147,14 +164,23 @@ def count_rows(client: DruidClient, datasource: str) -> int | None:
 
 
 @contextmanager
-def supervisors_cleaned(client: DruidClient, *datasources: str) -> Iterator[None]:
-    """On exit, terminate the supervisors and drop the datasources (the indexer's slots are shared)."""
+def private_druid(cfg: Settings, partitions: int = 1) -> Iterator[DruidClient]:
+    """Create ``cfg``'s two topics; on exit terminate their supervisors, drop their datasources
+    and delete the topics (the indexer's task slots are shared with everyone)."""
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+    topics = [cfg.topic_enriched, cfg.topic_sessions]
+    for future in admin.create_topics([NewTopic(t, partitions, 1) for t in topics]).values():
+        future.result(30)
+    client = DruidClient(cfg)
     try:
-        yield
+        yield client
     finally:
-        for ds in datasources:
-            for action in (lambda: client.supervisor_action(ds, "terminate"), lambda: client.drop_datasource(ds)):
+        for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
+            for action in (lambda: client.supervisor_action(ds, "terminate"), lambda: client.shutdown_tasks(ds),
+                           lambda: client.drop_datasource(ds)):
                 try:
                     action()
                 except DruidError:
                     pass  # never created (the test failed before submitting it)
+        for future in admin.delete_topics(topics).values():
+            future.result(30)

@@ -9,9 +9,8 @@ import pytest
 
 import schemas
 from druid import specs
-from druid.client import DruidClient
-from druid_support import (count_rows, enriched_click, private_settings, produce_framed, session,
-                           supervisors_cleaned, wait_for)
+from druid_support import (count_rows, enriched_click, private_druid, private_settings, produce_framed,
+                           session, wait_for)
 
 DECLARATION = specs.load_declaration()
 
@@ -27,7 +26,6 @@ def newer_click_schema(monkeypatch):
 
 def test_clicks_spec_ingests_every_schema_version_booleans_maps_and_sketches(stack, newer_click_schema):
     cfg = private_settings()
-    client = DruidClient(cfg)
     ds = dataclasses.replace(
         DECLARATION["clicks"],
         dimensions={**DECLARATION["clicks"].dimensions, "experiment": "string"},
@@ -47,7 +45,7 @@ def test_clicks_spec_ingests_every_schema_version_booleans_maps_and_sketches(sta
            for i in range(100)]
 
     spec = specs.build(ds, cfg)
-    with supervisors_cleaned(client, ds.name(cfg)):
+    with private_druid(cfg) as client:
         assert produce_framed(cfg, ds.topic(cfg), current, old) == 300
         assert produce_framed(cfg, ds.topic(cfg), newer_click_schema, new) == 100
         assert client.submit_supervisor(spec) == ds.name(cfg)
@@ -91,13 +89,12 @@ def test_clicks_spec_ingests_every_schema_version_booleans_maps_and_sketches(sta
 
 def test_sessions_spec_ingests_durations_bounces_and_visitors(stack):
     cfg = private_settings()
-    client = DruidClient(cfg)
     ds = DECLARATION["sessions"]
     durations = [1000 * (i + 1) for i in range(101)]  # median 51 s
     records = [session(party_id=f"p{i % 25}", duration_ms=d, page_views=1 + i % 3, bounce=i % 4 == 0,
                        is_bot=i == 0) for i, d in enumerate(durations)]
 
-    with supervisors_cleaned(client, ds.name(cfg)):
+    with private_druid(cfg) as client:
         produce_framed(cfg, ds.topic(cfg), schemas.current("Session"), records)
         assert client.submit_supervisor(specs.build(ds, cfg)) == ds.name(cfg)
         assert wait_for(lambda: count_rows(client, ds.name(cfg)), lambda n: n == 101) == 101
