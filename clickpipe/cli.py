@@ -77,6 +77,26 @@ def _druid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from clickpipe.config import settings
+    from druid import queries
+    from druid.client import DruidError
+    from druid.formatting import render
+
+    try:
+        rows = queries.run(queries.Reports(settings), args.name, since=args.since, until=args.until,
+                           granularity=args.granularity, traffic=args.traffic, limit=args.limit,
+                           steps=args.steps, by=args.by)
+    except (queries.UnknownReport, ValueError) as exc:
+        print(f"[report] {exc}", file=sys.stderr)
+        return 2
+    except DruidError as exc:
+        print(f"[report] error: {exc}", file=sys.stderr)
+        return 1
+    print(render(rows, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +130,26 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "reset":
             action_parser.add_argument("--yes", action="store_true", help="confirm re-ingesting what Druid has")
     druid.set_defaults(func=_druid)
+
+    report = sub.add_parser("report", help="analyst reports from Druid (human traffic unless --traffic)",
+                            description="Reports: live, traffic, pages, referrers, campaigns, countries, cities, "
+                                        "devices, browsers, bots, bot-reasons, sessions, funnel.")
+    report.add_argument("name", help="report name (an unknown name lists them)")
+    report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d) or ISO time (24h)")
+    report.add_argument("--until", help="window end, same forms (now)")
+    report.add_argument("--traffic", choices=("human", "bots", "all"), help="which traffic to count (human)")
+    report.add_argument("--granularity", help="traffic buckets: minute, 5minutes, 15minutes, hour, day, week, "
+                                              "month or an ISO period (hour)")
+    report.add_argument("--limit", type=int, help="rows of top-N reports (10)")
+    report.add_argument("--steps", nargs="+", help="funnel steps in order: URL paths or event types")
+    report.add_argument("--by", choices=("page", "event"), help="funnel steps are pages or event types (page)")
+    report.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    report.set_defaults(func=_report)
+
+    from clickpipe.config import settings
+    from simulate.commands import add_parsers as add_simulation_parsers
+
+    add_simulation_parsers(sub, settings)
     return parser
 
 
