@@ -97,9 +97,53 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _up(args: argparse.Namespace) -> int:
+    from clickpipe.config import settings
+    from clickpipe.launcher import Launcher
+    from stack.manager import StackError
+
+    launcher = Launcher(settings, workers=args.workers, simulate=not args.no_simulate, rate=args.rate)
+    try:
+        if args.detach:
+            launcher.up()
+            return 0
+        return launcher.foreground()
+    except StackError as exc:
+        print(f"[up] error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _down(args: argparse.Namespace) -> int:
+    from clickpipe.config import settings
+    from clickpipe.launcher import Launcher
+
+    if not Launcher(settings, simulate=False).down():
+        print("[down] nothing that `clickpipe up` started is running")
+    return 0
+
+
+def _dashboard(args: argparse.Namespace) -> NoReturn:
+    """Become the dashboard's gunicorn server."""
+    import os
+
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", "python:dashboard.gunicorn_conf"])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole pipeline locally: stack, Druid specs, collector, "
+                                   "workers, dashboard, demo traffic; Ctrl-C stops what it started")
+    up.add_argument("--workers", type=int, default=1, help="Faust worker processes (1)")
+    up.add_argument("--rate", type=float, default=20.0, help="demo traffic, events per second (20)")
+    up.add_argument("--no-simulate", action="store_true", help="no demo traffic")
+    up.add_argument("--detach", action="store_true", help="return once everything is ready; stop with `down`")
+    up.set_defaults(func=_up)
+    down = sub.add_parser("down", help="stop everything `clickpipe up` started, and nothing else")
+    down.set_defaults(func=_down)
+    dashboard = sub.add_parser("dashboard", help="serve the live dashboard (reads Druid)")
+    dashboard.set_defaults(func=_dashboard)
 
     stack = sub.add_parser("stack", help="run the local Kafka + Druid stack")
     stack_sub = stack.add_subparsers(dest="action", required=True)
