@@ -2,9 +2,9 @@
 
 Wiring only: decoding and every processing step live in :mod:`steps`. Per raw record the
 agent loads the party's state from the ``parties`` table, runs the configured steps, stores
-the state back, and sends the outputs to the source record's partition number inside its
-transaction (:mod:`app.outbox`). Nothing a record contains can stop the agent: every failure
-becomes a dead letter with a reason.
+the state back, and sends the outputs to the source record's partition number, in the same
+transaction as the state writes and the offset (:mod:`app.outbox`). Nothing a record
+contains can stop the agent: every failure becomes a dead letter with a reason.
 
 Idle sessions: a timer (which may not write tables) finds parties whose state a sweep would
 change and sends a *sweep* message, keyed by the party, into the partition of the raw topic
@@ -27,7 +27,7 @@ import faust
 
 import schemas
 from app.metrics import Metrics
-from app.outbox import Outbox
+from app.outbox import output_topic, serialize_commits
 from steps import Context, Drop, Pipeline
 from steps.decode import decode
 from tables import Tables
@@ -49,12 +49,15 @@ class Enricher:
         self.metrics = metrics
         self.pipeline = pipeline
         self.bots = dict(pipeline.steps).get("bots")
-        self.outbox = Outbox(app, settings.topic_raw, lambda topic, exc: metrics.send_errors.labels(topic).inc())
+        on_error = lambda topic, exc: metrics.send_errors.labels(topic).inc()  # noqa: E731
+        self.out = {name: output_topic(app, name, settings.topic_raw, settings.partitions, on_error)
+                    for name in (settings.topic_enriched, settings.topic_sessions, settings.topic_dead_letters)}
+        self.commit_lock: asyncio.Lock | None = None
         self.enriched = schemas.current("EnrichedClick")
         self.session = schemas.current("Session")
         self.watermark: dict[int, int] = {}  # partition -> latest server_time processed
         self.position: dict[int, int] = {}  # partition -> offset of the latest record processed
-        self.recent_ticks: dict[tuple[bytes, bytes], float] = {}
+        self.recent_ticks: dict[tuple[bytes, bytes, int], float] = {}
         self._count = 0
         t = settings
         self._in = metrics.records_in.labels(t.topic_raw)
@@ -65,6 +68,13 @@ class Enricher:
     # --- stream -------------------------------------------------------------------------
 
     async def handle(self, event: faust.types.EventT) -> None:
+        """Process one raw record; commits never see it half done (see :mod:`app.outbox`)."""
+        if self.commit_lock is None:
+            self.commit_lock = serialize_commits(self.app)
+        async with self.commit_lock:
+            await self._handle(event)
+
+    async def _handle(self, event: faust.types.EventT) -> None:
         msg = event.message
         self._in.inc()
         self.position[msg.partition] = msg.offset
@@ -105,7 +115,7 @@ class Enricher:
         value = schemas.encode(self.enriched, record)
         for session in ctx.sessions:
             await self._emit_session(session, key, msg.partition)
-        await self.outbox.send(self.settings.topic_enriched, key, value, msg.partition, self.enriched.headers)
+        await self._send(self.settings.topic_enriched, key, value, msg.partition, self.enriched.headers)
         self._out_enriched.inc()
         if record.get("is_bot"):
             self.metrics.bots.labels(record["bot_reason"]).inc()
@@ -114,8 +124,8 @@ class Enricher:
         self.metrics.step_seconds.labels(step).observe(seconds)
 
     async def _emit_session(self, session: dict[str, Any], key: bytes, partition: int) -> None:
-        await self.outbox.send(self.settings.topic_sessions, key, schemas.encode(self.session, session), partition,
-                               self.session.headers)
+        await self._send(self.settings.topic_sessions, key, schemas.encode(self.session, session), partition,
+                         self.session.headers)
         self._out_sessions.inc()
         self.metrics.sessions_closed.labels(session["close_reason"]).inc()
 
@@ -124,8 +134,12 @@ class Enricher:
             self.metrics.dropped.labels(reason).inc()
         extra = [("dead-letter-reason", reason.encode()), ("dead-letter-detail", detail[:1000].encode()),
                  ("dead-letter-source", f"{msg.topic}/{msg.partition}/{msg.offset}".encode())]
-        await self.outbox.send(self.settings.topic_dead_letters, msg.key, msg.value, msg.partition, headers + extra)
+        await self._send(self.settings.topic_dead_letters, msg.key, msg.value, msg.partition, headers + extra)
         self._out_dead.inc()
+
+    async def _send(self, topic: str, key: bytes | None, value: bytes | None, partition: int, headers) -> None:
+        # attached to the current record's offset: published by the commit that covers it
+        await self.out[topic].send(key=key, value=value, partition=partition, headers=list(headers))
 
     async def _sweep(self, kind: bytes, msg) -> None:
         try:
@@ -134,6 +148,9 @@ class Enricher:
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise Drop("bad-control", repr(exc)) from None
         if kind == SWEEP_IP:
+            # One IP has an entry in each partition its parties live in. Reading it first
+            # points the store's key index at this partition, so the delete below removes
+            # this partition's entry, the one its changelog tombstone is written for.
             counter = self.tables.ips.get(key)
             if counter is not None and self.bots is not None and self.bots.ip_due(counter, now):
                 del self.tables.ips[key]
@@ -205,11 +222,12 @@ class Enricher:
 
     async def _tick(self, kind: bytes, key, partition: int, clock: int, started: float) -> int:
         key = key if isinstance(key, bytes) else key.encode()
-        if (kind, key) in self.recent_ticks:
+        if (kind, key, partition) in self.recent_ticks:
             return 0
-        self.recent_ticks[(kind, key)] = started
-        await self.outbox.send(self.settings.topic_raw, key, json.dumps({"now": clock}).encode(), partition,
-                               [(CONTROL_HEADER, kind)], transactional=False)
+        self.recent_ticks[(kind, key, partition)] = started
+        # outside any record: a plain send (a lost tick is harmless, the next sweep resends it)
+        await self.app.producer.send(self.settings.topic_raw, key, json.dumps({"now": clock}).encode(), partition,
+                                     None, [(CONTROL_HEADER, kind)])
         self.metrics.sweep_ticks.labels(kind.decode()).inc()
         return 1
 

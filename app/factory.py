@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import faust
 
 from agents import enrich
-from app import logs
+from app import localstate, logs
 from app.metrics import Metrics
 import tables
 
@@ -33,6 +35,10 @@ def create_app(settings) -> faust.App:
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,
         consumer_auto_offset_reset="earliest",
+        stream_publish_on_commit=True,  # outputs travel with the commit of their offset (app.outbox)
+        # a worker killed without leaving the group holds its partitions until this expires
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=2.0,
         # offsets and outputs commit together; the broker needs a generous transaction timeout
         # so a slow commit after a pause is not aborted
         producer_request_timeout=60.0,
@@ -40,6 +46,15 @@ def create_app(settings) -> faust.App:
     metrics = Metrics()
     app.clickpipe_tables = tables.define(app, settings)
     app.clickpipe_enricher = enrich.register(app, settings, app.clickpipe_tables, metrics)
+
+    @app.on_worker_init.connect
+    def claim_local_state(sender, **kwargs):
+        localstate.claim(settings.pipeline_datadir, Path(app.conf.tabledir))
+
+    @app.on_before_shutdown.connect
+    async def release_local_state(sender, **kwargs):
+        if getattr(app, "crash_reason", None) is None:
+            localstate.release(settings.pipeline_datadir)
 
     @app.page("/metrics")
     async def prometheus(web, request):

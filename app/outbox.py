@@ -1,49 +1,87 @@
-"""Sending outputs inside the transaction of the record being processed.
+"""Exactly-once outputs: each record's outputs, table writes and offset in one transaction.
 
-With ``processing_guarantee='exactly_once'`` Faust runs one transactional producer per
-source partition and commits the consumer offset in that producer's transaction. Faust's own
-``topic.send()`` picks the producer from the *destination* topic's partition group, which
-only exists for topics the app consumes; for the output topics it would fall back to the
-non-transactional producer (at-least-once). :class:`Outbox` sends every output to the same
-partition number as the source record, through the source partition's transactional
-producer, so outputs, table changelogs and the offset commit are one atomic transaction.
+With ``processing_guarantee='exactly_once'`` Faust runs one transactional producer per source
+partition and commits the consumed offsets in those transactions. Two gaps in Faust 0.15.3
+break exactly-once for this pipeline, and this module closes them:
+
+1. ``topic.send()`` picks the transactional producer from the *destination* topic's
+   partition group, which exists only for topics the app consumes; for our output topics it
+   falls back to the non-transactional producer. :class:`OutputTopic` publishes through the
+   transactional producer of the *source* partition (outputs keep the source partition
+   number, so a party's records stay in one partition downstream too).
+2. Outputs and table changelog writes are queued while records are processed and published
+   later; a commit could take an offset whose outputs were not yet published (lost after a
+   crash) or publish writes of a record whose offset it does not commit (replayed after a
+   crash on top of state that already contains it). Outputs are therefore attached to their
+   source offset (``stream_publish_on_commit``) and published by the commit, and
+   :func:`serialize_commits` makes each commit exclusive with record processing and flushes
+   the changelog buffer inside it: a commit covers exactly the records processed before it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable, Sequence
+from typing import Callable
 
 import faust
 
 log = logging.getLogger(__name__)
 
 
-class Outbox:
-    def __init__(self, app: faust.App, source_topic: str, on_error: Callable[[str, BaseException], None]):
-        self.app = app
-        self.source_topic = source_topic
-        self.on_error = on_error
+def source_transactional_id(app: faust.App, source_topic: str, partition: int) -> str | None:
+    """Faust's transactional id for ``partition`` of the consumed topic (None without transactions)."""
+    if not app.in_transaction:
+        return None
+    group = app.assignor.group_for_topic(source_topic)
+    return f"{app.conf.id}-{group}-{partition}"
 
-    def _transactional_id(self, partition: int) -> str | None:
-        if not self.app.in_transaction:
-            return None
-        group = self.app.assignor.group_for_topic(self.source_topic)
-        return f"{self.app.conf.id}-{group}-{partition}"
 
-    async def send(self, topic: str, key: bytes | None, value: bytes | None, partition: int,
-                   headers: Sequence[tuple[str, bytes]] | None = None, transactional: bool = True) -> None:
-        """Queue one record (delivery is batched by the producer; failures reach ``on_error``)."""
-        tid = self._transactional_id(partition) if transactional else None
-        fut = await self.app.producer.send(topic, key, value, partition, None, list(headers or ()),
-                                           transactional_id=tid)
-        fut.add_done_callback(lambda f: self._delivered(topic, f))
+class OutputTopic(faust.Topic):
+    """A topic written by the pipeline: raw bytes, published in the source partition's transaction."""
+
+    source_topic: str = ""
+    on_error: Callable[[str, BaseException], None] = staticmethod(lambda topic, exc: None)
+
+    async def publish_message(self, fut, wait: bool = False):
+        message = fut.message
+        topic = self.get_topic_name()
+        tid = source_transactional_id(self.app, self.source_topic, message.partition)
+        delivery = await self.app.producer.send(topic, message.key, message.value, message.partition, None,
+                                                message.headers, transactional_id=tid)
+        delivery.add_done_callback(lambda f: self._delivered(topic, f))
+        if wait:
+            await delivery
+        return delivery
 
     def _delivered(self, topic: str, fut: asyncio.Future) -> None:
-        if fut.cancelled():
-            return
-        exc = fut.exception()
-        if exc is not None:
-            log.error("delivery to %s failed: %r", topic, exc)
-            self.on_error(topic, exc)
+        if not fut.cancelled() and fut.exception() is not None:
+            log.error("delivery to %s failed: %r", topic, fut.exception())
+            self.on_error(topic, fut.exception())
+
+
+def output_topic(app: faust.App, name: str, source_topic: str, partitions: int,
+                 on_error: Callable[[str, BaseException], None]) -> OutputTopic:
+    topic = OutputTopic(app, topics=[name], partitions=partitions, key_serializer="raw", value_serializer="raw")
+    topic.source_topic = source_topic
+    topic.on_error = on_error
+    return topic
+
+
+def serialize_commits(app: faust.App) -> asyncio.Lock:
+    """Make commits exclusive with record processing; returns the lock agents hold per record.
+
+    Inside the lock the commit first publishes every queued table write, so the offsets it
+    takes and the writes and outputs it publishes belong to the same records.
+    """
+    lock = asyncio.Lock()
+    consumer = app.consumer
+    commit = consumer.commit
+
+    async def exclusive_commit(*args, **kwargs):
+        async with lock:
+            await app.producer.buffer.flush()
+            return await commit(*args, **kwargs)
+
+    consumer.commit = exclusive_commit
+    return lock

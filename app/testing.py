@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +64,7 @@ class Run:
             except Exception:  # noqa: BLE001 - cleanup is best effort
                 pass
 
-    def worker_env(self) -> dict[str, str]:
+    def worker_env(self, web_port: int) -> dict[str, str]:
         t = self.topics
         env = dict(os.environ)
         env.update({
@@ -75,17 +76,36 @@ class Run:
             "CLICKPIPE_PARTITIONS": str(self.partitions),
             "CLICKPIPE_PIPELINE_APP_ID": f"pipeline-{self.tag}",
             "CLICKPIPE_PIPELINE_DATADIR": str(self.workdir / "state"),
-            "CLICKPIPE_PIPELINE_WEB_PORT": str(free_port()),
+            "CLICKPIPE_PIPELINE_WEB_PORT": str(web_port),
         })
         env.update(self.env)
         return env
 
     def start_worker(self, log_name: str = "worker.log") -> subprocess.Popen:
-        log = open(self.workdir / log_name, "ab")
-        proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "app.main", "worker", "-l", "info"],
-                                cwd=ROOT, env=self.worker_env(), stdout=log, stderr=subprocess.STDOUT)
+        """Start ``faust -A app.main worker``; the process has ``web_port`` (for /metrics) set."""
+        port = free_port()
+        with open(self.workdir / log_name, "ab") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "app.main", "worker", "-l", "info"],
+                                    cwd=ROOT, env=self.worker_env(port), stdout=log, stderr=subprocess.STDOUT)
+        proc.web_port = port
+        proc.log_path = self.workdir / log_name
         self.workers.append(proc)
         return proc
+
+    def wait_ready(self, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+        """Block until the worker has joined the group, recovered its tables and started its agents."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}; see {proc.log_path}")
+            if b"Worker ready" in proc.log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout}s; see {proc.log_path}")
+
+    def metrics(self, proc: subprocess.Popen) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{proc.web_port}/metrics", timeout=10) as resp:
+            return resp.read().decode()
 
     def kill_workers(self, sig: int = signal.SIGKILL) -> None:
         for proc in self.workers:

@@ -4,7 +4,8 @@
   :mod:`steps`): dedup memory, bot counters, the open session, and ``_p``, the partition it
   lives in. Written once per click; deleted by the sweep when nothing is left to remember.
 - ``ips``: IP -> ``[rate window, events, partition]`` for the per-IP bot rate; entries of
-  past windows are deleted by the sweep.
+  past windows are deleted by the sweep. The raw topic is keyed by party, so one IP has a
+  separate entry in every partition where its parties live (counts are per partition).
 
 Both are written only from the enrich agent (concurrency 1) inside stream iteration, so
 every write goes to the changelog partition of the record being processed, in the same

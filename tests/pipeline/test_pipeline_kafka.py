@@ -1,0 +1,106 @@
+"""End to end against the real broker: a worker process, raw clicks in, every output checked."""
+
+from __future__ import annotations
+
+import collections
+import signal
+import time
+
+import pytest
+from confluent_kafka import Producer
+
+import schemas
+from app.testing import Run, decode_all
+
+PARTIES = 20
+EVENTS_PER_WAVE = 10
+GAP_S = 3
+BOT_PARTIES = {"party-00", "party-01"}
+
+
+@pytest.fixture
+def run(stack, maxmind, tmp_path):
+    test_data = maxmind / "test-data"
+    r = Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions, env={
+        "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
+        "CLICKPIPE_SESSION_SWEEP_SECONDS": "1",
+        "CLICKPIPE_KEEP_DUPLICATES": "true",
+        "CLICKPIPE_GEOIP_CITY_DB": str(test_data / "GeoIP2-City-Test.mmdb"),
+        "CLICKPIPE_GEOIP_ASN_DB": str(test_data / "GeoLite2-ASN-Test.mmdb"),
+    })
+    r.create_topics()
+    yield r
+    r.kill_workers(signal.SIGTERM)
+    r.delete_topics()
+
+
+def wave(raw_click, wave_no: int, start_ms: int) -> list[dict]:
+    records = []
+    for i in range(EVENTS_PER_WAVE):
+        for p in range(PARTIES):
+            party = f"party-{p:02d}"
+            ua = "curl/8.4.0" if party in BOT_PARTIES else None
+            fields = {"user_agent": ua} if ua else {}
+            records.append(raw_click(party_id=party, event_id=f"w{wave_no}-e{i}", server_time=start_ms + i * 10,
+                                     location=f"https://shop.example.com/w{wave_no}/page{i}", **fields))
+    return records
+
+
+def test_clicks_sessions_duplicates_and_poison_records(run, raw_click):
+    raw = schemas.current("RawClick")
+    worker = run.start_worker()
+    producer: Producer = run.producer()
+
+    first = wave(raw_click, 1, int(time.time() * 1000))
+    duplicates = first[::10]  # every 10th click is sent twice
+    poison = [
+        (b"party-00", b"\x00not avro at all", raw.headers, "undecodable"),
+        (b"party-01", schemas.encode(raw, raw_click(party_id="party-01")), None, "unknown-schema"),
+        (b"party-02", schemas.encode(raw, raw_click(party_id="")), raw.headers, "invalid"),
+    ]
+    run.produce(first[:100], producer)
+    for key, value, headers, _ in poison:
+        run.produce_bytes(producer, key, value, headers)
+    run.produce(first[100:] + duplicates, producer)
+    producer.flush(30)
+    time.sleep(GAP_S + 2)
+    second = wave(raw_click, 2, int(time.time() * 1000))
+    run.produce(second, producer)
+    producer.flush(30)
+
+    unique = first + second
+    enriched = decode_all(run.consume("enriched", len(unique), timeout=120))
+    assert len(enriched) == len(unique)
+    assert collections.Counter((r["party_id"], r["event_id"]) for r in enriched) == collections.Counter(
+        (r["party_id"], r["event_id"]) for r in unique)
+
+    by_party = collections.defaultdict(list)
+    for r in enriched:
+        by_party[r["party_id"]].append(r)
+    for party, clicks in by_party.items():
+        assert len({c["session_id"] for c in clicks}) == 2, party
+        assert sum(c["first_in_session"] for c in clicks) == 2
+        assert all(c["is_bot"] == (party in BOT_PARTIES) for c in clicks)
+        assert all(c["geo_country"] == "GB" and c["geo_city"] == "London" for c in clicks)
+        assert sorted(c["session_seq"] for c in clicks) == sorted(list(range(1, EVENTS_PER_WAVE + 1)) * 2)
+
+    sessions = decode_all(run.consume("sessions", 2 * PARTIES, timeout=60))
+    assert len(sessions) == 2 * PARTIES
+    assert len({s["session_id"] for s in sessions}) == 2 * PARTIES
+    clicks_per_session = collections.Counter(r["session_id"] for r in enriched)
+    for s in sessions:
+        assert s["events"] == clicks_per_session[s["session_id"]] == EVENTS_PER_WAVE
+        assert s["close_reason"] in {"gap", "idle"}
+        assert s["landing_page"].endswith("/page0") and s["exit_page"].endswith(f"/page{EVENTS_PER_WAVE - 1}")
+        assert s["is_bot"] == (s["party_id"] in BOT_PARTIES)
+
+    dead = run.consume("dead-letters", len(poison) + len(duplicates), timeout=30)
+    reasons = collections.Counter(dict(m.headers())["dead-letter-reason"].decode() for m in dead)
+    assert reasons == collections.Counter({"duplicate": len(duplicates), **{p[3]: 1 for p in poison}})
+    originals = {value for _, value, _, _ in poison}
+    assert originals <= {m.value() for m in dead}
+
+    metrics = run.metrics(worker)
+    assert f'clickpipe_pipeline_dropped_total{{reason="duplicate"}} {float(len(duplicates))}' in metrics
+    assert 'clickpipe_pipeline_bots_total{reason="crawler-pattern"} 40.0' in metrics
+    assert f'records_out_total{{topic="{run.topics["enriched"]}"}} {float(len(unique))}' in metrics
