@@ -9,7 +9,8 @@ import pytest
 from clickpipe.config import load
 from druid import queries
 from druid.client import DruidError
-from druid_support import private_env, run_cli
+from druid.testing import private_env
+from druid_support import run_cli
 
 
 def _closed_port() -> int:

@@ -9,7 +9,7 @@ import pytest
 
 import schemas
 from druid import specs
-from druid_support import (count_rows, enriched_click, private_druid, private_settings, produce_framed,
+from druid.testing import (count_rows, enriched_click, private_druid, private_settings, produce_framed,
                            session, wait_for)
 
 DECLARATION = specs.load_declaration()

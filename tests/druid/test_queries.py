@@ -15,8 +15,9 @@ import pytest
 import schemas
 from clickpipe.config import load
 from druid import queries, supervisors
-from druid_support import (count_rows, enriched_click, private_druid, private_env, produce_framed, run_cli,
-                           session, wait_for)
+from druid.testing import (count_rows, enriched_click, private_druid, private_env, produce_framed, session,
+                           wait_for)
+from druid_support import run_cli
 
 PAGES = ["/", "/products", "/products/42", "/cart", "/checkout", "/thanks"]
 REFERRERS = [("direct", None, None), ("search", "Google", "www.google.com"),

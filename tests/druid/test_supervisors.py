@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from clickpipe.config import load
-from druid_support import private_druid, private_env, run_cli, wait_for
+from druid.testing import private_druid, private_env, wait_for
+from druid_support import run_cli
 
 
 def _status(env) -> dict[str, dict]:

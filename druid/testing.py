@@ -1,0 +1,186 @@
+"""Private Druid datasources with known data, for the Druid tests and benchmarks.
+
+Everything here talks to the real Kafka and Druid. Each :func:`private_env` call names its
+own topics and datasources, so runs never share them with each other or with a real
+deployment; :func:`private_druid` removes what it created.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+import schemas
+from clickpipe.config import Settings, load, settings as default_settings
+from druid.client import DruidClient, DruidError
+
+_ids = itertools.count(1)
+
+
+def private_env(prefix: str = "test-druid", **env: str) -> dict[str, str]:
+    """``CLICKPIPE_*`` variables whose topics and datasources are unique to this call.
+
+    Names are ``<prefix>-clicks-<random>`` and ``<prefix>-sessions-<random>``. Supervisors
+    start fast and publish after ten minutes. Keyword overrides are given without the prefix.
+    """
+    tag = uuid.uuid4().hex[:8]
+    base = {
+        "TOPIC_ENRICHED": f"{prefix}-clicks-{tag}",
+        "TOPIC_SESSIONS": f"{prefix}-sessions-{tag}",
+        "DRUID_CLICKS_DATASOURCE": f"{prefix}-clicks-{tag}",
+        "DRUID_SESSIONS_DATASOURCE": f"{prefix}-sessions-{tag}",
+        "DRUID_TASK_DURATION": "PT10M",
+        "DRUID_START_DELAY": "PT1S",
+        "DRUID_SUPERVISOR_PERIOD": "PT5S",
+        "KAFKA_BOOTSTRAP": default_settings.kafka_bootstrap,
+        "DRUID_ROUTER_URL": default_settings.druid_router_url,
+        "DRUID_BROKER_URL": default_settings.druid_broker_url,
+    }
+    base.update(env)
+    return {f"CLICKPIPE_{k}": v for k, v in base.items()}
+
+
+def private_settings(prefix: str = "test-druid", **env: str) -> Settings:
+    """Settings of :func:`private_env`."""
+    return load(private_env(prefix, **env))
+
+
+def enriched_click(**fields: Any) -> dict[str, Any]:
+    """An EnrichedClick dict (current schema) with realistic defaults, overridden by ``fields``."""
+    n = next(_ids)
+    record = {
+        "server_time": int(time.time() * 1000),
+        "client_time": None,
+        "source": "tag",
+        "party_id": "party-1",
+        "event_id": f"ev-{n}",
+        "event_type": "pageView",
+        "page_view_id": f"pv-{n}",
+        "client_session_id": None,
+        "session_id": "session-1",
+        "session_seq": 1,
+        "first_in_session": False,
+        "location": "https://shop.example.com/products/42",
+        "url_scheme": "https",
+        "url_host": "shop.example.com",
+        "url_path": "/products/42",
+        "url_query": None,
+        "url_fragment": None,
+        "utm_source": None, "utm_medium": None, "utm_campaign": None, "utm_term": None, "utm_content": None,
+        "referrer": None,
+        "referrer_host": None,
+        "referrer_class": "direct",
+        "referrer_source": None,
+        "search_term": None,
+        "ip": "81.2.69.142",
+        "geo_country": "GB", "geo_region": "ENG", "geo_city": "London",
+        "geo_latitude": 51.5142, "geo_longitude": -0.0931, "geo_time_zone": "Europe/London",
+        "asn": 1221, "as_org": "Telstra",
+        "user_agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36",
+        "ua_family": "Chrome", "ua_version": "120.0", "os_family": "Windows", "os_version": "10",
+        "device_family": "Other", "device_class": "desktop",
+        "screen_width": 1920, "screen_height": 1080, "viewport_width": 1200, "viewport_height": 800,
+        "device_pixel_ratio": 1.0,
+        "params": {},
+        "new_party": False, "corrupted": False, "no_js": False, "webdriver": None,
+        "consent": "unknown",
+        "is_bot": False,
+        "bot_reason": None,
+    }
+    record.update(fields)
+    return record
+
+
+def session(**fields: Any) -> dict[str, Any]:
+    """A Session dict (current schema) with realistic defaults, overridden by ``fields``."""
+    n = next(_ids)
+    start = int(time.time() * 1000) - 60_000
+    record = {
+        "session_id": f"session-{n}", "party_id": "party-1",
+        "start_time": start, "end_time": start + 30_000, "duration_ms": 30_000,
+        "page_views": 3, "events": 4,
+        "landing_page": "https://shop.example.com/", "exit_page": "https://shop.example.com/cart",
+        "entry_referrer": None, "referrer_class": "direct", "referrer_source": None,
+        "utm_source": None, "utm_medium": None, "utm_campaign": None, "utm_term": None, "utm_content": None,
+        "geo_country": "GB", "geo_region": "ENG", "geo_city": "London",
+        "device_class": "desktop", "ua_family": "Chrome", "os_family": "Windows",
+        "bounce": False, "is_bot": False, "bot_reason": None, "close_reason": "gap",
+    }
+    record.update(fields)
+    return record
+
+
+def produce_framed(settings: Settings, topic: str, schema: schemas.Schema,
+                   records: Iterable[Mapping[str, Any]]) -> int:
+    """Produce ``records`` framed with ``schema``, keyed by party; returns how many."""
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
+                         "linger.ms": 20})
+    count = 0
+    for record in records:
+        value = schemas.encode_framed(schema, record)
+        while True:
+            try:
+                producer.produce(topic, key=record["party_id"].encode(), value=value, headers=schema.headers)
+                break
+            except BufferError:  # the local queue is full: let deliveries drain it
+                producer.poll(0.1)
+        count += 1
+        if count % 10000 == 0:
+            producer.poll(0)
+    assert producer.flush(60) == 0, "records still queued after 60 s"
+    return count
+
+
+def wait_for(probe: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 120,
+             interval: float = 1.0) -> Any:
+    """Call ``probe`` until ``done(result)`` or ``timeout`` seconds; returns the last result.
+
+    A :class:`DruidError` (the datasource is not queryable yet) counts as not done.
+    """
+    deadline = time.monotonic() + timeout
+    result = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except DruidError as exc:
+            result = exc
+        else:
+            if done(result):
+                return result
+        time.sleep(interval)
+    return result
+
+
+def count_rows(client: DruidClient, datasource: str) -> int | None:
+    """SUM("count") of a datasource, or None while it is not queryable."""
+    rows = client.sql(f'SELECT SUM("count") AS n FROM "{datasource}"')
+    return rows[0]["n"] if rows else None
+
+
+@contextmanager
+def private_druid(cfg: Settings, partitions: int = 1) -> Iterator[DruidClient]:
+    """Create ``cfg``'s two topics; on exit terminate their supervisors, drop their datasources
+    and delete the topics (the indexer's task slots are shared with everyone)."""
+    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
+    topics = [cfg.topic_enriched, cfg.topic_sessions]
+    for future in admin.create_topics([NewTopic(t, partitions, 1) for t in topics]).values():
+        future.result(30)
+    client = DruidClient(cfg)
+    try:
+        yield client
+    finally:
+        for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
+            for action in (lambda: client.supervisor_action(ds, "terminate"), lambda: client.shutdown_tasks(ds),
+                           lambda: client.drop_datasource(ds)):
+                try:
+                    action()
+                except DruidError:
+                    pass  # never created (the test failed before submitting it)
+        for future in admin.delete_topics(topics).values():
+            future.result(30)
