@@ -125,6 +125,11 @@ class Settings:
     collector_queue_max: int  # COLLECTOR_QUEUE_MAX: producer's local queue, messages; full -> 503 (100000)
     collector_dedup_slots: int  # COLLECTOR_DEDUP_SLOTS: per-worker duplicate memory, (party, event id) slots (1048576)
 
+    # --- dashboard and `clickpipe up` ---------------------------------------------------
+    dashboard_host: str  # DASHBOARD_HOST: bind address of the live dashboard (127.0.0.1)
+    dashboard_port: int  # DASHBOARD_PORT (8095)
+    dashboard_refresh: int  # DASHBOARD_REFRESH_SECONDS: how often the page reloads its numbers (5)
+
     # --- pipeline (stream processing: app/, agents/, tables/, steps/) --------------------
     pipeline_app_id: str  # PIPELINE_APP_ID: Faust app id = consumer group and changelog prefix (clickpipe-pipeline)
     pipeline_datadir: Path  # PIPELINE_DATADIR: Faust/RocksDB state; one per worker on a host (STATE_DIR/pipeline)
@@ -217,6 +222,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         stack_timeout=r.int("STACK_TIMEOUT", 300, minimum=1),
         maven=r.str("MAVEN", "mvn"),
         # collector
+        dashboard_host=r.str("DASHBOARD_HOST", "127.0.0.1"),
+        dashboard_port=r.int("DASHBOARD_PORT", 8095, minimum=1),
+        dashboard_refresh=r.int("DASHBOARD_REFRESH_SECONDS", 5, minimum=1),
         collector_host=r.str("COLLECTOR_HOST", "127.0.0.1"),
         collector_port=r.int("COLLECTOR_PORT", 8090, minimum=1),
         collector_workers=r.int("COLLECTOR_WORKERS", 2, minimum=1),

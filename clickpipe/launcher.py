@@ -1,0 +1,166 @@
+"""`clickpipe up` / `clickpipe down`: the whole pipeline on local defaults, in one command.
+
+`up` starts, in order and only what is not already running: the stack (Kafka + Druid) and
+its topics, the Druid supervisors, the collector (gunicorn), N Faust workers, the dashboard
+and the demo traffic generator. It records what *it* started in ``run/launched`` so `down`
+(or Ctrl-C in the foreground) stops exactly that and nothing else: a stack that was already
+up before `up` is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from clickpipe.config import Settings
+from stack.manager import StackError, StackManager
+from stack.process import ManagedProcess
+from stack.services import port_open
+
+COLLECTOR_CONF = Path(__file__).resolve().parent.parent / "collector" / "gunicorn.conf.py"
+
+
+@dataclass
+class Component:
+    """A Python process of the pipeline, probed by ``ready_url`` (or its port being open)."""
+
+    name: str
+    command: list[str]
+    port: int
+    ready_url: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Launcher:
+    def __init__(self, settings: Settings, workers: int = 1, simulate: bool = True,
+                 rate: float = 20.0, echo=print):
+        self.settings = settings
+        self.echo = echo
+        self.stack = StackManager(settings, echo=echo)
+        self.run_dir = settings.state_dir / "run"
+        self.record = self.run_dir / "launched"
+        self.components = self._components(workers, simulate, rate)
+
+    def _components(self, workers: int, simulate: bool, rate: float) -> list[Component]:
+        s = self.settings
+        cli = [sys.executable, "-m", "clickpipe.cli"]
+        collector_url = f"http://{s.collector_host}:{s.collector_port}"
+        parts = [Component("collector", [sys.executable, "-m", "gunicorn", "-c", str(COLLECTOR_CONF)],
+                           s.collector_port, f"{collector_url}/readyz")]
+        for n in range(workers):
+            port = s.pipeline_web_port + n
+            parts.append(Component(
+                f"worker-{n + 1}", cli + ["worker"], port, f"http://127.0.0.1:{port}/metrics",
+                env={"CLICKPIPE_PIPELINE_DATADIR": str(s.state_dir / f"pipeline-{n + 1}"),
+                     "CLICKPIPE_PIPELINE_WEB_PORT": str(port)}))
+        parts.append(Component("dashboard", cli + ["dashboard"], s.dashboard_port,
+                               f"http://{s.dashboard_host}:{s.dashboard_port}/healthz"))
+        if simulate:
+            parts.append(Component("simulate", cli + ["simulate", "--url", collector_url, "--rate", str(rate),
+                                                      "--duration", str(365 * 24 * 3600)], 0))
+        return parts
+
+    def _process(self, name: str) -> ManagedProcess:
+        return ManagedProcess(name, self.run_dir, self.settings.state_dir / "logs" / f"{name}.log")
+
+    def _launched(self) -> list[str]:
+        return self.record.read_text().split() if self.record.exists() else []
+
+    def _remember(self, name: str) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.record, "a") as f:
+            f.write(name + "\n")
+
+    def up(self) -> None:
+        """Start what is not running and wait for each part to be ready; raises StackError naming it."""
+        if not any(svc.process.pid() for svc in self.stack.services):
+            self._remember("stack")
+        self.stack.up()
+        self.stack.create_topics()
+        self._apply_druid()
+        for comp in self.components:
+            proc = self._process(comp.name)
+            if proc.pid() is None:
+                self.echo(f"[up] starting {comp.name}")
+                proc.start(comp.command, Path.cwd(), env={**os.environ, **comp.env})
+                self._remember(comp.name)
+            self._wait(comp, proc)
+        s = self.settings
+        self.echo("\n".join([
+            "",
+            "clickpipe is running:",
+            f"  collector   http://{s.collector_host}:{s.collector_port}/  (tag: /tag.js, metrics: /metrics)",
+            f"  dashboard   http://{s.dashboard_host}:{s.dashboard_port}/",
+            f"  Druid       {s.druid_router_url}/  (SQL: {s.druid_broker_url}/druid/v2/sql)",
+            f"  logs        {s.state_dir / 'logs'}",
+            "Stop with Ctrl-C (foreground) or `clickpipe down`.",
+        ]))
+
+    def _apply_druid(self) -> None:
+        from druid import supervisors
+        from druid.client import DruidClient, DruidError
+
+        try:
+            for row in supervisors.apply(DruidClient(self.settings), self.settings):
+                self.echo(f"[up] Druid supervisor {row['supervisor']}: {row['outcome']}")
+        except DruidError as exc:
+            raise StackError(f"applying the Druid supervisors failed: {exc}") from exc
+
+    def _wait(self, comp: Component, proc: ManagedProcess, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.pid() is None:
+                raise StackError(f"{comp.name} exited during start-up; see its log {proc.log_file}\n"
+                                 f"--- last lines ---\n{proc.log_tail()}")
+            if comp.ready_url is None:
+                return
+            try:
+                if requests.get(comp.ready_url, timeout=2).status_code == 200:
+                    self.echo(f"[up] {comp.name} ready")
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise StackError(f"{comp.name} not ready after {timeout:.0f}s; see its log {proc.log_file}")
+
+    def down(self) -> list[str]:
+        """Stop what `up` started (newest first), the stack only if `up` started it."""
+        launched = self._launched()
+        stopped = []
+        for name in reversed(launched):
+            if name != "stack" and self._process(name).stop():
+                stopped.append(name)
+                self.echo(f"[down] stopped {name}")
+        if "stack" in launched:
+            stopped += self.stack.down()
+        self.record.unlink(missing_ok=True)
+        return stopped
+
+    def foreground(self) -> int:
+        """`up`, then wait for Ctrl-C/SIGTERM (or a part dying) and `down`."""
+        stop = {"signal": None}
+
+        def handler(signum, _frame):
+            stop["signal"] = signum
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
+        try:
+            self.up()
+            while stop["signal"] is None:
+                dead = [c.name for c in self.components if self._process(c.name).pid() is None]
+                if dead:
+                    self.echo(f"[up] {', '.join(dead)} stopped unexpectedly; see their logs in "
+                              f"{self.settings.state_dir / 'logs'}")
+                    return 1
+                time.sleep(1)
+            return 0
+        finally:
+            self.echo("[down] stopping what `clickpipe up` started")
+            self.down()
