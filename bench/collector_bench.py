@@ -1,0 +1,273 @@
+"""Collector throughput against an nginx baseline, with wrk, on loopback, in one run.
+
+    .venv/bin/python bench/collector_bench.py [--duration 10] [--connections 32] [--profile]
+
+Measures, back to back (so the ratio compares like with like on the same machine state):
+  (a) nginx serving a static 1x1 GIF (the baseline),
+  (b) the collector's pixel endpoint, producing every event to the real Kafka,
+  (c) the collector's batch endpoint with 20 events per request (events/s),
+and (b) again for each gunicorn worker class in ``--worker-classes``. Needs Debian's wrk
+and nginx and a running broker (``clickpipe stack up``); events go to a throwaway topic
+that is deleted afterwards. With ``--profile``, py-spy samples one collector worker
+during an extra pixel run and the hottest functions are printed.
+
+Prints a Markdown section for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+from confluent_kafka.admin import AdminClient, NewTopic
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from clickpipe.config import settings  # noqa: E402
+
+GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+PIXEL_QUERY = "/p.gif?event_type=pageView&party_id=bench-party-0001&location=http%3A%2F%2Fshop.example%2Fp%2F1&screen_width=1920&screen_height=1080"
+BATCH_SIZE = 20
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def start_nginx(workdir: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    (workdir / "html").mkdir()
+    (workdir / "html" / "p.gif").write_bytes(GIF)
+    conf = workdir / "nginx.conf"
+    conf.write_text(
+        f"""daemon off;
+worker_processes {os.cpu_count() or 1};
+pid {workdir}/nginx.pid;
+error_log {workdir}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {workdir}/tmp;
+  proxy_temp_path {workdir}/tmp;
+  fastcgi_temp_path {workdir}/tmp;
+  uwsgi_temp_path {workdir}/tmp;
+  scgi_temp_path {workdir}/tmp;
+  server {{
+    listen 127.0.0.1:{port};
+    root {workdir}/html;
+    location = /p.gif {{ add_header Cache-Control "no-store"; default_type image/gif; }}
+  }}
+}}
+"""
+    )
+    workdir.chmod(0o755)  # nginx workers run as an unprivileged user
+    proc = subprocess.Popen(
+        ["nginx", "-p", str(workdir), "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/p.gif")
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def start_collector(topic: str, worker_class: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "CLICKPIPE_COLLECTOR_PORT": str(port), "CLICKPIPE_TOPIC_RAW": topic}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "collector/gunicorn.conf.py", "-k", worker_class],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_http(url + "/readyz")
+    except RuntimeError:
+        stop(proc)
+        raise
+    return proc, url
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def wrk(url: str, duration: int, connections: int, script: Path | None = None) -> dict:
+    """Run wrk; returns requests/s, p50/p99 latency in ms and the count of non-2xx answers."""
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s"]
+    if script:
+        cmd += ["-s", str(script)]
+    out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
+
+    def latency(pct: str) -> float:
+        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()
+        return float(value) * _UNITS[unit] * 1000
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": latency("50"),
+        "p99": latency("99"),
+        "non2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": errors.group(1).strip() if errors else "",
+    }
+
+
+def batch_script(workdir: Path) -> Path:
+    events = [
+        {"party_id": f"bench-party-{i:04d}", "event_type": "click", "location": "http://shop.example/p/1",
+         "screen_width": 1920, "params": {"sku": f"A{i}"}}
+        for i in range(BATCH_SIZE)
+    ]
+    script = workdir / "batch.lua"
+    body = json.dumps(events).replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text(
+        f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = "{body}"\n'
+    )
+    return script
+
+
+def profile(url: str, proc: subprocess.Popen, duration: int, connections: int, workdir: Path) -> str:
+    """Sample one worker with py-spy during a pixel run; the top functions by own time."""
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    out = workdir / "profile.txt"
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", children[0], "--duration", str(duration),
+         "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wrk(url + PIXEL_QUERY, duration, connections)
+    spy.wait(duration + 30)
+    return summarise_profile(out.read_text())
+
+
+def summarise_profile(raw: str, top: int = 15) -> str:
+    """Collapsed stacks -> the frames where the most samples were spent (self time)."""
+    own: dict[str, int] = {}
+    total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        if "idle" in frames[-1] or any("wait" in f and "threading" in f for f in frames[-2:]):
+            continue
+        total += int(count)
+        leaf = re.sub(r"\s*\(/.*?/(site-packages|lib/python3\.\d+)/", " (", frames[-1])
+        own[leaf] = own.get(leaf, 0) + int(count)
+    rows = sorted(own.items(), key=lambda kv: -kv[1])[:top]
+    return "\n".join(f"| {100 * n / total:5.1f}% | `{frame}` |" for frame, n in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--worker-classes", default="gthread,sync")
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="collector-bench-"))
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    topic = f"collector-bench-{uuid.uuid4().hex[:8]}"
+    admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, replication_factor=1)])[topic].result(30)
+    results: dict[str, dict] = {}
+    profile_table = ""
+    nginx = None
+    try:
+        nginx, nginx_url = start_nginx(workdir)
+        results["a"] = wrk(nginx_url + "/p.gif", args.duration, args.connections)
+        stop(nginx)
+        nginx = None
+        classes = args.worker_classes.split(",")
+        for worker_class in classes:
+            proc, url = start_collector(topic, worker_class)
+            try:
+                results[f"b/{worker_class}"] = wrk(url + PIXEL_QUERY, args.duration, args.connections)
+                if worker_class == classes[0]:
+                    results["c"] = wrk(url + "/events", args.duration, args.connections, batch_script(workdir))
+                    if args.profile:
+                        profile_table = profile(url, proc, args.duration, args.connections, workdir)
+            finally:
+                stop(proc)
+    finally:
+        if nginx:
+            stop(nginx)
+        admin.delete_topics([topic])
+        shutil.rmtree(workdir, ignore_errors=True)
+    report(results, classes, args, profile_table)
+
+
+def report(results: dict, classes: list[str], args, profile_table: str) -> None:
+    a, b, c = results["a"], results[f"b/{classes[0]}"], results["c"]
+    lines = [
+        f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs shared with the Kafka"
+        f" (and Druid) JVMs, wrk -t2 -c{args.connections} -d{args.duration}s on loopback;"
+        f" collector: {settings.collector_workers} workers x {settings.collector_threads} threads.",
+        "",
+        "| run | requests/s | p50 ms | p99 ms | non-2xx | events/s |",
+        "|---|---:|---:|---:|---:|---:|",
+        _row("(a) nginx static GIF (baseline)", a, 1),
+    ]
+    for wc in classes:
+        lines.append(_row(f"(b) collector /p.gif -> Kafka, `{wc}` workers", results[f"b/{wc}"], 1))
+    lines.append(_row(f"(c) collector /events, {BATCH_SIZE} events/request, `{classes[0]}`", c, BATCH_SIZE))
+    lines += [
+        "",
+        f"(b)/(a) = **{b['rps'] / a['rps']:.2f}** (goal 0.40); (c) = **{c['rps'] * BATCH_SIZE:,.0f} events/s**"
+        " (goal 100,000).",
+    ]
+    if profile_table:
+        lines += ["", "Profile of one collector worker during a pixel run (py-spy, own time, idle excluded):", "",
+                  "| share | frame |", "|---:|---|", profile_table]
+    print("\n".join(lines))
+
+
+def _row(name: str, r: dict, events: int) -> str:
+    return (f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} |"
+            f" {r['rps'] * events:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
