@@ -80,7 +80,7 @@ def test_page_in_chromium_shows_druids_numbers(dashboard):
     browser = Chromium()
     try:
         browser.navigate(url + "/")
-        browser.wait_for("document.body.dataset.updated !== undefined", timeout=30)
+        browser.wait_for("!!(document.body && document.body.dataset.updated)", timeout=30)
         shown = {key: browser.evaluate(f"document.getElementById('{key}').textContent")
                  for key in ("visitors-now", "pageviews-hour", "events-hour", "bot-share")}
         top_page = browser.evaluate("document.querySelector('#pages tbody tr td').textContent")
