@@ -6,7 +6,7 @@ Measures, back to back (so the ratio compares like with like on the same machine
   (a) nginx serving a static 1x1 GIF (the baseline),
   (b) the collector's pixel endpoint, producing every event to the real Kafka,
   (c) the collector's batch endpoint with 20 events per request (events/s),
-and (b) again for each gunicorn worker class in ``--worker-classes``. Needs Debian's wrk
+and (b) once per gunicorn worker class in ``--worker-classes`` ((c) uses the first). Needs Debian's wrk
 and nginx and a running broker (``clickpipe stack up``); events go to a throwaway topic
 that is deleted afterwards. With ``--profile``, py-spy samples one collector worker
 during an extra pixel run and the hottest functions are printed.
@@ -204,7 +204,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--worker-classes", default="gthread,sync")
+    parser.add_argument("--worker-classes", default="sync,gthread", help="the first is used for (c)")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 

@@ -122,6 +122,15 @@ def _down(args: argparse.Namespace) -> int:
     return 0
 
 
+def _collector(args: argparse.Namespace) -> NoReturn:
+    """Become the collector's gunicorn server (collector/gunicorn.conf.py)."""
+    import os
+    from pathlib import Path
+
+    conf = Path(__file__).resolve().parent.parent / "collector" / "gunicorn.conf.py"
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf)])
+
+
 def _dashboard(args: argparse.Namespace) -> NoReturn:
     """Become the dashboard's gunicorn server."""
     import os
@@ -142,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(func=_up)
     down = sub.add_parser("down", help="stop everything `clickpipe up` started, and nothing else")
     down.set_defaults(func=_down)
+    collector = sub.add_parser("collector", help="serve the collector (tag, pixel, batch, Divolte endpoints) "
+                                                 "on COLLECTOR_HOST:COLLECTOR_PORT")
+    collector.set_defaults(func=_collector)
     dashboard = sub.add_parser("dashboard", help="serve the live dashboard (reads Druid)")
     dashboard.set_defaults(func=_dashboard)
 
