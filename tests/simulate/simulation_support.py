@@ -1,0 +1,62 @@
+"""A private deployment for simulations: real collector and worker on private topics.
+
+Used by the integration test and by bench/accuracy.py. The collector and worker processes
+come from the collector and pipeline test harnesses (:class:`collector_support.CollectorProcess`,
+:class:`app.testing.Run`).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collector"))
+
+from app.testing import Run  # noqa: E402
+from collector_support import CollectorProcess  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Deployment:
+    url: str  # the collector
+    run: Run  # topics and worker
+    env: dict[str, str]  # CLICKPIPE_* shared by collector, worker, simulate and evaluate
+
+    def clickpipe(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
+        """Run the ``clickpipe`` command with this deployment's settings."""
+        return subprocess.run([sys.executable, "-m", "clickpipe.cli", *args], cwd=REPO, env={**os.environ, **self.env},
+                              capture_output=True, text=True, timeout=timeout)
+
+
+@contextmanager
+def deployment(bootstrap: str, workdir: Path, geo_env: dict[str, str], gap_s: int, sweep_s: int,
+               partitions: int = 4) -> Iterator[Deployment]:
+    """Private topics, one worker with session gap ``gap_s`` and sweep ``sweep_s``, one collector
+    trusting one X-Forwarded-For hop; everything stopped and the topics deleted afterwards."""
+    env = {**geo_env, "CLICKPIPE_KAFKA_BOOTSTRAP": bootstrap, "CLICKPIPE_SESSION_GAP_SECONDS": str(gap_s),
+           "CLICKPIPE_SESSION_SWEEP_SECONDS": str(sweep_s), "CLICKPIPE_COLLECTOR_TRUSTED_HOPS": "1"}
+    run = Run(bootstrap, workdir, partitions=partitions, env=env)
+    env.update({"CLICKPIPE_TOPIC_RAW": run.topics["raw"], "CLICKPIPE_TOPIC_ENRICHED": run.topics["enriched"],
+                "CLICKPIPE_TOPIC_SESSIONS": run.topics["sessions"],
+                "CLICKPIPE_TOPIC_DEAD_LETTERS": run.topics["dead-letters"]})
+    run.create_topics()
+    collector = None
+    try:
+        run.wait_ready(run.start_worker())
+        collector = CollectorProcess(env)
+        collector.wait_ready()
+        env["CLICKPIPE_COLLECTOR_PORT"] = str(collector.port)
+        yield Deployment(collector.url, run, env)
+    finally:
+        if collector is not None:
+            collector.stop()
+        run.kill_workers(signal.SIGTERM)
+        run.delete_topics()
