@@ -184,11 +184,16 @@ class _Builder:
                              "page_view_id": pv, "session_id": visit_id,
                              "params": pop.custom_params(rng, event_type, url), **tag}
                     self.add(Request(t + offset * stay, EVENTS, (event,), session))
-            nxt = pop.pick(rng, pop.SITE_GRAPH[kind])
-            if nxt == "exit" or page == max_pages - 1:
+            if page == max_pages - 1:
                 return t
+            if kind in pop.SPA_KINDS and rng.random() < pop.SPA_SHARE:
+                referrer, url = url, pop.spa_url(rng, url)  # same kind of page, new route
+            else:
+                nxt = pop.pick(rng, pop.SITE_GRAPH[kind])
+                if nxt == "exit":
+                    return t
+                referrer, kind, url = url, nxt, pop.page_url(rng, nxt)
             t += stay
-            referrer, kind, url = url, nxt, pop.page_url(rng, nxt)
         return t
 
     def hits(self, count: int, pause, tag: dict | None) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 DESKTOP_UAS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
@@ -86,7 +87,7 @@ LANDING = (("home", 4), ("category", 2), ("product", 4), ("search", 1), ("blog",
 CATEGORIES = ("shoes", "shirts", "bags", "sale", "outdoor")
 SEARCH_TERMS = ("running shoes", "linen shirt", "backpack", "rain jacket", "gift")
 BLOG_POSTS = ("care-for-leather", "summer-lookbook", "packing-list", "sizing-guide")
-# Custom events per page kind: (event type, probability, params maker name)
+# Custom events per page kind: (event type, probability that it happens on such a page)
 CUSTOM_EVENTS = {
     "product": (("addToCart", 0.25), ("imageZoom", 0.3)),
     "cart": (("beginCheckout", 0.4),),
@@ -96,8 +97,10 @@ CUSTOM_EVENTS = {
     "search": (("searchFilter", 0.3),),
     "category": (("scrollDepth", 0.3),),
 }
-# Pages a single-page-application router changes without a page load.
+# Pages whose single-page-application router changes the view without a page load; the tag
+# reports each route change (history.pushState) as a page view of the new URL.
 SPA_KINDS = frozenset({"product", "category", "search"})
+SPA_SHARE = 0.3  # of navigations from such a page that are route changes within it
 
 # (referrer or None for direct, weight)
 REFERRERS = (
@@ -155,3 +158,17 @@ def custom_params(rng: random.Random, event_type: str, url: str) -> dict[str, st
     if event_type == "searchFilter":
         return {"filter": rng.choice(("size", "colour", "price"))}
     return {}
+
+
+def spa_url(rng: random.Random, url: str) -> str:
+    """The URL after a client-side route change on ``url``: a result page, a sort order or a tab.
+
+    Campaign parameters of a landing URL are not carried over (routers rebuild the query).
+    """
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    if parts.path == "/search":
+        return f"{base}?{urlencode({'q': parse_qs(parts.query).get('q', [''])[0], 'page': rng.randint(2, 5)})}"
+    if parts.path.startswith("/c/"):
+        return f"{base}?sort={rng.choice(('price', 'new', 'popular'))}"
+    return f"{base}#{rng.choice(('reviews', 'details', 'sizes'))}"

@@ -18,6 +18,7 @@ any rule); the achieved rate therefore tapers off in the last party lifetime of 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import sys
 import time
@@ -33,6 +34,7 @@ from simulate.truth import TruthWriter
 RETRIES = 2
 REQUEST_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 10.0
+LAG_SAMPLE = 100_000  # lags kept for the p99: the latest requests (an endless run must not grow)
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Stats:
     failed: int = 0  # events not accepted (rejected, 5xx after retries, network errors)
     retries: int = 0
     lag_max_s: float = 0.0  # worst delay of a request behind its planned time
-    lags: list[float] = field(default_factory=list)
+    lags: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LAG_SAMPLE))  # latest only
     elapsed_s: float = 0.0
 
     def as_dict(self) -> dict:

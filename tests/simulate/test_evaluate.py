@@ -11,7 +11,7 @@ import pytest
 import schemas
 from clickpipe import cli
 from clickpipe.config import load
-from collector.mapping import Context as Request_, pixel_event, to_record
+from collector.mapping import Context as CollectorContext, pixel_event, to_record
 from simulate.evaluate import GOALS, decode_any, score
 from simulate.plan import EVENTS, Mix, Planner, Timing
 from simulate.truth import GroundTruth, TruthError, read
@@ -117,7 +117,7 @@ def replay(planner: Planner, rate: float, limit: int, settings):
             next_sweep += SWEEP_S
         p, r = parties[i], parties[i].requests[j]
         pid = f"{p.key}-party" if p.cookies else f"{p.key}-{j}-party"
-        req = Request_(server_time=int(t * 1000), source="tag" if r.transport == EVENTS else "pixel", ip=p.ip,
+        req = CollectorContext(server_time=int(t * 1000), source="tag" if r.transport == EVENTS else "pixel", ip=p.ip,
                        user_agent=p.user_agent or None, party_id=pid, no_js=r.transport != EVENTS)
         for event in r.events:
             record = to_record(event if r.transport == EVENTS else pixel_event(list(event.items())), req, 50)

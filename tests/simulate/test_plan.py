@@ -122,3 +122,14 @@ def test_every_planned_event_passes_the_collectors_validation(parties):
                 records = [to_record(pixel_event(parse_qsl(urlencode(r.events[0]), keep_blank_values=True)), ctx, 50)]
             assert not any(isinstance(x, Rejection) for x in records), (p.kind, r.events)
             assert [x["event_id"] for x in records] == [e["event_id"] for e in r.events]
+
+
+def test_single_page_route_changes_are_page_views_of_the_same_page_kind(parties):
+    """Route changes (results page, sort order, tab) follow the page they change, without campaign."""
+    views = [e for p in parties if p.kind == "human" for r in p.requests if not r.resend for e in r.events
+             if e["event_type"] == "pageView"]
+    spa = [e for e in views if "#" in e["location"] or "sort=" in e["location"] or "page=" in e["location"]]
+    assert len(spa) > 0.05 * len(views)
+    for e in spa:
+        assert "utm_" not in e["location"]
+        assert e["referrer"].split("?")[0].split("#")[0] == e["location"].split("?")[0].split("#")[0]
