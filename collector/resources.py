@@ -41,6 +41,8 @@ class TagResource:
         else:
             resp.data = self.tag.body
 
+    on_head = on_get  # Falcon sends no body for HEAD
+
 
 class _PixelBase:
     """Common to the image endpoints: always the GIF, never cached; 503 only for backpressure."""
@@ -84,8 +86,9 @@ class PixelResource(_PixelBase):
         if blocked:
             return self._refuse(resp, blocked)
         source = "tag" if ("via", "tag") in pairs else "pixel"
-        ctx = self.intake.context(req, source, no_js=source == "pixel")
-        record = to_record(pixel_event(pairs), ctx, self.intake.settings.collector_max_params)
+        event = pixel_event(pairs)
+        ctx = self.intake.context(req, source, no_js=source == "pixel", with_party="party_id" not in event)
+        record = to_record(event, ctx, self.intake.settings.collector_max_params)
         if isinstance(record, Rejection):
             return self._refuse(resp, record.reason)
         if self._queue(resp, record, source) and record["party_id"] == ctx.party_id:
@@ -161,7 +164,9 @@ class EventsResource:
             resp.media = {"accepted": 0, "rejected": [], "dropped": blocked}
             return
         source = "tag" if req.get_param("via") == "tag" else "batch"
-        ctx = self.intake.context(req, source)
+        # Only requests with an event lacking its own party id read or issue the cookie.
+        needs_party = any(not isinstance(e, dict) or e.get("party_id") is None for e in events)
+        ctx = self.intake.context(req, source, with_party=needs_party)
         records, rejected = [], []
         for index, event in enumerate(events):
             record = to_record(event, ctx, self.max_params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import schemas
+from collector.ids import is_valid_id
 from collector.mapping import Context, Rejection, pixel_event, to_record
 
 CTX = Context(server_time=1_700_000_000_000, source="batch", ip="192.0.2.1", user_agent="UA", party_id="party-0001")
@@ -43,7 +44,7 @@ def test_full_event_maps_every_field_and_fits_the_schema():
 def test_minimal_event_gets_defaults():
     record = to_record({}, CTX, max_params=50)
     assert record["event_type"] == "pageView"
-    assert len(record["event_id"]) >= 16
+    assert is_valid_id(record["event_id"]) and record["event_id"] != to_record({}, CTX, 50)["event_id"]
     assert record["client_time"] is None and record["params"] == {} and record["consent"] == "unknown"
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from collector.dedup import DuplicateMemory
-from collector.ids import is_valid_id, new_id
+from collector.ids import is_valid_id, new_id, sequence_id
 from collector.network import anonymize, client_ip
 
 
@@ -36,6 +38,19 @@ def test_anonymize():
 def test_new_ids_are_valid_and_distinct():
     ids = {new_id() for _ in range(1000)}
     assert len(ids) == 1000 and all(is_valid_id(i) for i in ids)
+
+
+def test_sequence_ids_are_valid_distinct_and_differ_after_fork():
+    ids = [sequence_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(is_valid_id(i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: report its next id and leave without running pytest's cleanup
+        os.write(write, sequence_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 200).decode()
+    assert is_valid_id(child) and child.split(".")[0] != ids[0].split(".")[0]
 
 
 def test_duplicate_memory_remembers_only_what_it_was_told():
