@@ -23,9 +23,6 @@ from stack.manager import StackError, StackManager
 from stack.process import ManagedProcess
 from stack.services import port_open
 
-COLLECTOR_CONF = Path(__file__).resolve().parent.parent / "collector" / "gunicorn.conf.py"
-
-
 @dataclass
 class Component:
     """A Python process of the pipeline, probed by ``ready_url`` (or its port being open)."""
@@ -45,26 +42,42 @@ class Launcher:
         self.stack = StackManager(settings, echo=echo)
         self.run_dir = settings.state_dir / "run"
         self.record = self.run_dir / "launched"
-        self.components = self._components(workers, simulate, rate)
+        self.options = (workers, simulate, rate)
+        self.components: list[Component] = []
 
     def _components(self, workers: int, simulate: bool, rate: float) -> list[Component]:
         s = self.settings
         cli = [sys.executable, "-m", "clickpipe.cli"]
         collector_url = f"http://{s.collector_host}:{s.collector_port}"
-        parts = [Component("collector", [sys.executable, "-m", "gunicorn", "-c", str(COLLECTOR_CONF)],
-                           s.collector_port, f"{collector_url}/readyz")]
+        # The demo traffic comes from 127.0.0.1 and names its simulated client in
+        # X-Forwarded-For, as a proxy would: only then trust one hop.
+        collector_env = {"CLICKPIPE_COLLECTOR_TRUSTED_HOPS": "1"} if simulate else {}
+        parts = [Component("collector", cli + ["collector"], s.collector_port, f"{collector_url}/readyz",
+                           env=collector_env)]
         for n in range(workers):
             port = s.pipeline_web_port + n
             parts.append(Component(
                 f"worker-{n + 1}", cli + ["worker"], port, f"http://127.0.0.1:{port}/metrics",
                 env={"CLICKPIPE_PIPELINE_DATADIR": str(s.state_dir / f"pipeline-{n + 1}"),
-                     "CLICKPIPE_PIPELINE_WEB_PORT": str(port)}))
+                     "CLICKPIPE_PIPELINE_WEB_PORT": str(port), **self._geo_env()}))
         parts.append(Component("dashboard", cli + ["dashboard"], s.dashboard_port,
                                f"http://{s.dashboard_host}:{s.dashboard_port}/healthz"))
         if simulate:
             parts.append(Component("simulate", cli + ["simulate", "--url", collector_url, "--rate", str(rate),
                                                       "--duration", str(365 * 24 * 3600)], 0))
         return parts
+
+    def _geo_env(self) -> dict[str, str]:
+        """Point workers at MaxMind's test databases when no GeoIP database is configured."""
+        s = self.settings
+        if s.geoip_city_db.exists() and s.geoip_asn_db.exists():
+            return {}
+        from app.geodata import fetch_test_databases
+
+        data = fetch_test_databases(s.cache_dir) / "test-data"
+        self.echo(f"[up] no GeoIP database at {s.geoip_city_db}: using MaxMind's test databases from {data}")
+        return {"CLICKPIPE_GEOIP_CITY_DB": str(data / "GeoIP2-City-Test.mmdb"),
+                "CLICKPIPE_GEOIP_ASN_DB": str(data / "GeoLite2-ASN-Test.mmdb")}
 
     def _process(self, name: str) -> ManagedProcess:
         return ManagedProcess(name, self.run_dir, self.settings.state_dir / "logs" / f"{name}.log")
@@ -84,6 +97,7 @@ class Launcher:
         self.stack.up()
         self.stack.create_topics()
         self._apply_druid()
+        self.components = self._components(*self.options)
         for comp in self.components:
             proc = self._process(comp.name)
             if proc.pid() is None:

@@ -130,6 +130,19 @@ def decode_framed(data: bytes, reader: Schema | None = None) -> dict[str, Any]:
     raise SchemaError(f"unknown schema id {schema_id} in framed record")
 
 
+def decode_message(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, Any]:
+    """Decode a Kafka value of any clickpipe topic, framed or plain, using its headers.
+
+    The headers name the writer; the value is framed when it starts with the frame version
+    and that writer's id (a plain Avro record starting with those exact five bytes is
+    practically impossible), else it is plain Avro. :class:`SchemaError` if it is neither.
+    """
+    writer = writer_from_headers(headers)
+    if value[:1] == bytes([FRAME_VERSION]) and value[1:5] == writer.druid_id.to_bytes(4, "big"):
+        return decode(value[5:], writer)
+    return decode(value, writer)
+
+
 def writer_from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Schema:
     """The writer schema named by Kafka headers; :class:`SchemaError` if missing or unknown."""
     found = {k: v for k, v in (headers or ()) if v is not None}

@@ -54,3 +54,11 @@ def test_truncated_and_trailing_bytes_are_errors():
 def test_record_that_does_not_fit_is_a_schema_error():
     with pytest.raises(schemas.SchemaError):
         schemas.encode(schemas.current("RawClick"), {"party_id": "p"})
+
+
+def test_decode_message_reads_framed_and_plain_values_by_their_headers():
+    s = schemas.current("RawClick")
+    assert schemas.decode_message(schemas.encode_framed(s, RAW), s.headers)["event_id"] == "e1"
+    assert schemas.decode_message(schemas.encode(s, RAW), s.headers)["event_id"] == "e1"
+    with pytest.raises(schemas.SchemaError):
+        schemas.decode_message(schemas.encode(s, RAW), [])
