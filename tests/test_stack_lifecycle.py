@@ -26,16 +26,20 @@ PORTS = {
 }
 
 
-def _processes_mentioning(text: str) -> list[int]:
+def processes_of(state_dir: str) -> list[int]:
+    """Pids of processes started for the stack or pipeline living in ``state_dir``: they name it
+    on their command line or inherit it in CLICKPIPE_STATE_DIR."""
+    marker = f"CLICKPIPE_STATE_DIR={state_dir}".encode()
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if text in cmdline:
+        if state_dir.encode() in cmdline or marker in environ:
             pids.append(int(proc.name))
     return pids
 
@@ -62,7 +66,7 @@ def test_down_leaves_no_process_and_up_reuses_data(private_stack):
 
     first = cli("up")
     assert first.returncode == 0, first.stdout + first.stderr
-    assert len(_processes_mentioning(state)) == 7  # kafka, zookeeper and five Druid services
+    assert len(processes_of(state)) == 7  # kafka, zookeeper and five Druid services
 
     topic = f"lifecycle-{uuid.uuid4().hex[:8]}"
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
@@ -81,9 +85,9 @@ def test_down_leaves_no_process_and_up_reuses_data(private_stack):
     down = cli("down")
     assert down.returncode == 0, down.stderr
     deadline = time.monotonic() + 30
-    while _processes_mentioning(state) and time.monotonic() < deadline:
+    while processes_of(state) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert _processes_mentioning(state) == []
+    assert processes_of(state) == []
     status = cli("status")
     assert status.returncode == 3 and status.stdout.count(" down") == 7, status.stdout
 
