@@ -9,7 +9,7 @@ Measures, back to back (so the ratio compares like with like on the same machine
 and (b) once per gunicorn worker class in ``--worker-classes`` ((c) uses the first). Needs Debian's wrk
 and nginx and a running broker (``clickpipe stack up``); events go to a throwaway topic
 that is deleted afterwards. With ``--profile``, py-spy samples one collector worker
-during an extra pixel run and the hottest functions are printed.
+during an extra pixel run and an extra batch run, and the hottest functions are printed.
 
 Prints a Markdown section for docs/benchmarks.md.
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import os
 import re
@@ -157,30 +158,26 @@ def wrk(url: str, duration: int, connections: int, script: Path | None = None) -
 
 
 def batch_script(workdir: Path) -> Path:
-    events = [
-        {"party_id": f"bench-party-{i:04d}", "event_type": "click", "location": "http://shop.example/p/1",
-         "screen_width": 1920, "params": {"sku": f"A{i}"}}
-        for i in range(BATCH_SIZE)
-    ]
     script = workdir / "batch.lua"
-    body = json.dumps(events).replace("\\", "\\\\").replace('"', '\\"')
+    body = json.dumps(_batch_events()).replace("\\", "\\\\").replace('"', '\\"')
     script.write_text(
         f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = "{body}"\n'
     )
     return script
 
 
-def profile(url: str, proc: subprocess.Popen, duration: int, connections: int, workdir: Path) -> str:
-    """Sample one worker with py-spy during a pixel run; the top functions by own time."""
+def profile(url: str, proc: subprocess.Popen, duration: int, connections: int, workdir: Path,
+            script: Path | None = None) -> str:
+    """Sample one worker with py-spy during a wrk run of ``url``; the top functions by own time."""
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     out = workdir / "profile.txt"
     spy = subprocess.Popen(
         [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", children[0], "--duration", str(duration),
-         "--format", "raw", "--output", str(out), "--nonblocking", "--threads"],
+         "--format", "raw", "--output", str(out), "--gil"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wrk(url + PIXEL_QUERY, duration, connections)
+    wrk(url, duration, connections, script)
     spy.wait(duration + 30)
     return summarise_profile(out.read_text())
 
@@ -203,6 +200,51 @@ def summarise_profile(raw: str, top: int = 15) -> str:
     return "\n".join(f"| {100 * n / total:5.1f}% | `{frame}` |" for frame, n in rows)
 
 
+def in_process(topic: str, pixel_calls: int = 3000, batch_calls: int = 300) -> dict[str, float]:
+    """Microseconds per request through the WSGI app directly (real producer, no HTTP server):
+    what the collector's own code costs, apart from gunicorn's."""
+    import falcon.testing
+
+    from clickpipe.config import load
+    from collector.app import create_app
+    from collector.sink import Sink
+
+    config = load({**os.environ, "CLICKPIPE_TOPIC_RAW": topic})
+    sink = Sink(config)
+    app = create_app(config, sink)
+    path, _, query = PIXEL_QUERY.partition("?")
+    pixel_env = falcon.testing.create_environ(path=path, query_string=query)
+    body = json.dumps(_batch_events()).encode()
+    batch_env = falcon.testing.create_environ(path="/events", method="POST", body=b"",
+                                              headers={"Content-Type": "application/json"})
+    batch_env["CONTENT_LENGTH"] = str(len(body))
+
+    def pixel():
+        b"".join(app(dict(pixel_env), falcon.testing.StartResponseMock()))
+
+    def batch():
+        env = dict(batch_env)
+        env["wsgi.input"] = io.BytesIO(body)
+        b"".join(app(env, falcon.testing.StartResponseMock()))
+
+    result = {}
+    for name, call, n in (("pixel", pixel, pixel_calls), ("batch", batch, batch_calls)):
+        start = time.perf_counter()
+        for _ in range(n):
+            call()
+        result[name] = (time.perf_counter() - start) / n * 1e6
+    sink.close(30)
+    return result
+
+
+def _batch_events() -> list[dict]:
+    return [
+        {"party_id": f"bench-party-{i:04d}", "event_type": "click", "location": "http://shop.example/p/1",
+         "screen_width": 1920, "params": {"sku": f"A{i}"}}
+        for i in range(BATCH_SIZE)
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=int, default=10)
@@ -216,7 +258,7 @@ def main() -> None:
     topic = f"collector-bench-{uuid.uuid4().hex[:8]}"
     admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, replication_factor=1)])[topic].result(30)
     results: dict[str, dict] = {}
-    profile_table = ""
+    profiles: dict[str, str] = {}
     nginx = None
     try:
         nginx, nginx_url = start_nginx(workdir)
@@ -231,18 +273,21 @@ def main() -> None:
                 if worker_class == classes[0]:
                     results["c"] = wrk(url + "/events", args.duration, args.connections, batch_script(workdir))
                     if args.profile:
-                        profile_table = profile(url, proc, args.duration, args.connections, workdir)
+                        profiles["pixel"] = profile(url + PIXEL_QUERY, proc, args.duration, args.connections, workdir)
+                        profiles["batch"] = profile(url + "/events", proc, args.duration, args.connections, workdir,
+                                                    batch_script(workdir))
             finally:
                 stop(proc)
+        results["in_process"] = in_process(topic)
     finally:
         if nginx:
             stop(nginx)
         admin.delete_topics([topic])
         shutil.rmtree(workdir, ignore_errors=True)
-    report(results, classes, args, profile_table)
+    report(results, classes, args, profiles)
 
 
-def report(results: dict, classes: list[str], args, profile_table: str) -> None:
+def report(results: dict, classes: list[str], args, profiles: dict[str, str]) -> None:
     a, b, c = results["a"], results[f"b/{classes[0]}"], results["c"]
     lines = [
         f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs shared with the Kafka"
@@ -261,9 +306,17 @@ def report(results: dict, classes: list[str], args, profile_table: str) -> None:
         f"(b)/(a) = **{b['rps'] / a['rps']:.2f}** (goal 0.40); (c) = **{c['rps'] * BATCH_SIZE:,.0f} events/s**"
         " (goal 100,000).",
     ]
-    if profile_table:
-        lines += ["", "Profile of one collector worker during a pixel run (py-spy, own time, idle excluded):", "",
-                  "| share | frame |", "|---:|---|", profile_table]
+    own = results["in_process"]
+    lines += [
+        "",
+        f"The collector's own code, called in process through WSGI (real producer, no HTTP server):"
+        f" {own['pixel']:.0f} µs per pixel request, {own['batch']:.0f} µs per batch of {BATCH_SIZE}"
+        f" ({own['batch'] / BATCH_SIZE:.0f} µs per event), i.e. at most {1e6 / own['pixel']:,.0f} pixel requests/s"
+        f" and {1e6 * BATCH_SIZE / own['batch']:,.0f} events/s per fully used core.",
+    ]
+    for run, table in profiles.items():
+        lines += ["", f"Profile of one collector worker during a {run} run (py-spy --gil: where the GIL-holding thread spends its samples, own time):", "",
+                  "| share | frame |", "|---:|---|", table]
     print("\n".join(lines))
 
 
