@@ -112,7 +112,7 @@ class Enricher:
         if t > self.watermark.get(msg.partition, 0):
             self.watermark[msg.partition] = t
         key = party_id.encode()
-        value = schemas.encode(self.enriched, record)
+        value = schemas.encode_framed(self.enriched, record)  # Druid reads this topic
         for session in ctx.sessions:
             await self._emit_session(session, key, msg.partition)
         await self._send(self.settings.topic_enriched, key, value, msg.partition, self.enriched.headers)
@@ -124,7 +124,7 @@ class Enricher:
         self.metrics.step_seconds.labels(step).observe(seconds)
 
     async def _emit_session(self, session: dict[str, Any], key: bytes, partition: int) -> None:
-        await self._send(self.settings.topic_sessions, key, schemas.encode(self.session, session), partition,
+        await self._send(self.settings.topic_sessions, key, schemas.encode_framed(self.session, session), partition,
                          self.session.headers)
         self._out_sessions.inc()
         self.metrics.sessions_closed.labels(session["close_reason"]).inc()

@@ -40,21 +40,6 @@ class TopicError(RuntimeError):
     """A topic could not be read (missing topic, broker unreachable); the message says which."""
 
 
-def decode_any(value: bytes, headers) -> dict[str, Any]:
-    """Decode a value in either format the Druid-facing topics carry.
-
-    Framed (version byte 1 + known 4-byte schema id + Avro, see :func:`schemas.encode_framed`)
-    if it looks framed, else raw Avro with the writer named by the headers. Raises
-    :class:`schemas.SchemaError` if neither works.
-    """
-    if len(value) >= 5 and value[0] == schemas.FRAME_VERSION:
-        try:
-            return schemas.decode_framed(value)
-        except schemas.SchemaError:
-            pass  # a raw Avro record may start with byte 1 too: fall back to the headers
-    return schemas.decode(value, schemas.writer_from_headers(headers))
-
-
 @dataclass
 class Outputs:
     clicks: list[dict] = field(default_factory=list)  # the run's enriched clicks (selected fields)
@@ -102,7 +87,7 @@ def read_outputs(truth: GroundTruth, bootstrap: str, enriched_topic: str, sessio
                 if msg.error() is not None or msg.value() is None:
                     continue
                 try:
-                    record = decode_any(msg.value(), msg.headers())
+                    record = schemas.decode_message(msg.value(), msg.headers())
                 except schemas.SchemaError:
                     out.undecodable += 1
                     continue

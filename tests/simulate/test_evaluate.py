@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import heapq
 import json
-import uuid
 
 import pytest
 
-import schemas
 from clickpipe import cli
 from clickpipe.config import load
 from collector.mapping import Context as CollectorContext, pixel_event, to_record
-from simulate.evaluate import GOALS, decode_any, score
+from simulate.evaluate import GOALS, score
 from simulate.plan import EVENTS, Mix, Planner, Timing
 from simulate.truth import GroundTruth, TruthError, read
 from steps import Context, Drop, Pipeline
@@ -147,16 +145,3 @@ def test_replayed_plan_meets_the_goals_through_the_real_steps(geo_env):
     assert {"headless", "webdriver", "datacenter", "pixel-only"} <= set(report.reasons)
     assert report.reasons.keys() & {"ua-spider", "crawler-pattern"}
     assert report.by_kind["human"]["flagged_events"] == 0
-
-
-def test_decode_any_reads_framed_and_header_named_values(geo_env):
-    settings = load({**geo_env, "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S)})
-    _, clicks, _ = replay(Planner(3, "dec", Timing(GAP_S, SWEEP_S)), rate=20, limit=3, settings=settings)
-    schema = schemas.current("EnrichedClick")
-    record = clicks[0]
-    plain = schemas.encode(schema, record)
-    assert decode_any(schemas.encode_framed(schema, record), None)["event_id"] == record["event_id"]
-    assert decode_any(plain, schema.headers)["event_id"] == record["event_id"]
-    with pytest.raises(schemas.SchemaError):
-        decode_any(plain, None)
-    assert uuid.UUID(decode_any(plain, schema.headers)["session_id"])
