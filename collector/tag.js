@@ -6,7 +6,7 @@
   var me = d.currentScript;
   var base = C.endpoint || (me ? new URL(me.src).origin : "");
   var queue = [], timer = 0, busy = false, backoff = 1000, leaving = false;
-  var pageViewId = null, lastPage = null, lastUrl = d.referrer || null;
+  var pageViewId = null, lastPage = null, referrer = d.referrer || null;
 
   function rid() {
     var b = w.crypto.getRandomValues(new Uint8Array(16)), s = "";
@@ -40,7 +40,7 @@
     if (blocked()) return null;
     var now = Date.now(), ev = {
       event_type: String(type), event_id: rid(), session_id: session(now), page_view_id: pageViewId,
-      client_time: now, location: location.href, referrer: lastUrl,
+      client_time: now, location: location.href, referrer: referrer,
       screen_width: screen.width, screen_height: screen.height,
       viewport_width: w.innerWidth, viewport_height: w.innerHeight,
       device_pixel_ratio: w.devicePixelRatio, webdriver: !!n.webdriver, params: params || {}
@@ -96,11 +96,13 @@
     }
   }
 
+  // A single-page app's navigation is a new page view whose referrer is the previous page.
   function pageView() {
     if (location.href === lastPage) return;
+    if (lastPage) referrer = lastPage;
+    lastPage = location.href;
     pageViewId = rid();
     signal("pageView");
-    lastUrl = lastPage = location.href;
   }
   // Count a page view only once the page is actually shown (not prerendered or opened in
   // a background tab), and again when it comes back from the back/forward cache.

@@ -1,4 +1,5 @@
-"""The tag in real headless Chromium: page view, custom event and unload event reach Kafka."""
+"""The tag in real headless Chromium: page views (load and SPA navigation), a custom event
+and an event sent on unload all reach Kafka, with the expected ids and cookie flags."""
 
 from __future__ import annotations
 
@@ -52,12 +53,18 @@ def test_tag_in_headless_chromium(stack):
         # the first batch (page view + custom event) is sent after the tag's flush delay
         browser.wait_for("document.cookie.indexOf('_cps=') >= 0")
         cookies = _wait_for_party_cookie(browser, collector.url)
+        browser.evaluate("history.pushState({}, '', '/cart')")  # SPA navigation: a second page view
+        browser.evaluate("new Promise(r => setTimeout(r, 1500))")  # past the tag's flush delay
         browser.navigate("about:blank")  # pagehide: the "leave" event goes out with keepalive
 
-        records = [decode(m) for m in topic.consume(3, timeout=30)]
+        records = [decode(m) for m in topic.consume(4, timeout=30)]
+        assert len(records) == 4, records
+        views = sorted((r for r in records if r["event_type"] == "pageView"), key=lambda r: r["client_time"])
         by_type = {r["event_type"]: r for r in records}
         assert sorted(by_type) == ["addToCart", "leave", "pageView"], records
-        assert len(records) == 3
+        assert [v["location"] for v in views] == [origin + "/product", origin + "/cart"]
+        assert views[1]["referrer"] == origin + "/product" and views[1]["page_view_id"] != views[0]["page_view_id"]
+        assert by_type["leave"]["page_view_id"] == views[1]["page_view_id"]
         assert by_type["addToCart"]["event_id"] == custom_id
         assert by_type["addToCart"]["params"] == {"sku": "A1", "qty": "2"}
         assert by_type["leave"]["params"] == {"reason": "unload"}
@@ -67,7 +74,7 @@ def test_tag_in_headless_chromium(stack):
         assert party["httpOnly"] is True and party["sameSite"] == "Lax" and party["secure"] is False
         assert party["expires"] > 0  # persistent, not a session cookie
 
-        view = by_type["pageView"]
+        view = views[0]
         assert len({r["session_id"] for r in records}) == 1 and view["session_id"]
         assert by_type["addToCart"]["page_view_id"] == view["page_view_id"] and view["page_view_id"]
         assert view["location"] == origin + "/product" and view["source"] == "tag"

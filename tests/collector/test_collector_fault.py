@@ -94,7 +94,9 @@ def test_broker_outage_loses_no_accepted_event(stack):
         time.sleep(3)
         broker.process.stop()
         stopped = time.monotonic()
-        time.sleep(OUTAGE_SECONDS)
+        time.sleep(OUTAGE_SECONDS / 2)
+        readiness_during_outage = requests.get(collector.url + "/readyz", timeout=10).status_code
+        time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
         broker.start()
         wait_healthy(broker)
         outage = time.monotonic() - stopped
@@ -111,6 +113,8 @@ def test_broker_outage_loses_no_accepted_event(stack):
             f"{statuses.count(200)} accepted ({len(accepted)} events), {refused} answered 503, "
             f"other {len(statuses) - statuses.count(200) - refused}; {len(consumed)} events in Kafka"
         )
+        assert readiness_during_outage == 503
+        assert requests.get(collector.url + "/readyz", timeout=10).status_code == 200
         assert set(statuses) <= {200, 503}, sorted(set(statuses))
         assert refused > 0, "the outage should have filled the small queue"
         assert accepted - consumed == set(), f"{len(accepted - consumed)} accepted events lost"
