@@ -3,6 +3,7 @@ and an event sent on unload all reach Kafka, with the expected ids and cookie fl
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import threading
 import time
@@ -38,16 +39,33 @@ def serve_page(html: str, port: int) -> http.server.ThreadingHTTPServer:
     return server
 
 
-def test_tag_in_headless_chromium(stack):
+@contextlib.contextmanager
+def tagged_site(stack, page: str, env: dict | None = None):
+    """A collector on a fresh topic, a site whose page loads its tag, and a browser: yields
+    (browser, site origin, collector, topic) and cleans everything up afterwards."""
     topic = Topic(stack.kafka_bootstrap)
     page_port = free_port()
     origin = f"http://127.0.0.1:{page_port}"
-    collector = CollectorProcess({"CLICKPIPE_TOPIC_RAW": topic.name, "CLICKPIPE_COLLECTOR_CORS_ORIGINS": origin})
+    collector = CollectorProcess(
+        {"CLICKPIPE_TOPIC_RAW": topic.name, "CLICKPIPE_COLLECTOR_CORS_ORIGINS": origin, **(env or {})}
+    )
     browser = site = None
     try:
         collector.wait_ready()
-        site = serve_page(PAGE.format(collector=collector.url), page_port)
+        site = serve_page(page.format(collector=collector.url), page_port)
         browser = Chromium()
+        yield browser, origin, collector, topic
+    finally:
+        if browser:
+            browser.close()
+        if site:
+            site.shutdown()
+        collector.stop()
+        topic.delete()
+
+
+def test_tag_in_headless_chromium(stack):
+    with tagged_site(stack, PAGE) as (browser, origin, collector, topic):
         browser.navigate(origin + "/product")
         custom_id = browser.wait_for("window.customEventId")
         # the first batch (page view + custom event) is sent after the tag's flush delay
@@ -80,13 +98,6 @@ def test_tag_in_headless_chromium(stack):
         assert view["location"] == origin + "/product" and view["source"] == "tag"
         assert view["screen_width"] > 0 and view["viewport_width"] > 0 and view["client_time"] > 0
         assert isinstance(view["webdriver"], bool) and view["no_js"] is False
-    finally:
-        if browser:
-            browser.close()
-        if site:
-            site.shutdown()
-        collector.stop()
-        topic.delete()
 
 
 def _wait_for_party_cookie(browser: Chromium, url: str, timeout: float = 15.0) -> list[dict]:
@@ -97,3 +108,27 @@ def _wait_for_party_cookie(browser: Chromium, url: str, timeout: float = 15.0) -
             return cookies
         time.sleep(0.2)
     raise TimeoutError("party cookie never set")
+
+
+IDLE_PAGE = """<!doctype html><html><head><script src="{collector}/tag.js"></script></head><body></body></html>"""
+
+
+def test_session_rotates_on_an_idle_page_and_opt_out_stops_sending(stack):
+    with tagged_site(stack, IDLE_PAGE, {"CLICKPIPE_COLLECTOR_SESSION_TIMEOUT": "2"}) as (browser, origin, _, topic):
+        browser.navigate(origin + "/article")
+        first = browser.wait_for("window.clickpipe && clickpipe.signal('read')")
+        browser.evaluate("new Promise(r => setTimeout(r, 3000))")  # idle beyond the 2 s timeout
+        late = browser.evaluate("clickpipe.signal('readMore')")
+        browser.evaluate("new Promise(r => setTimeout(r, 1000))")
+        browser.evaluate("clickpipe.optOut()")
+        assert browser.evaluate("clickpipe.signal('afterOptOut')") is None
+        browser.evaluate("new Promise(r => setTimeout(r, 1000))")
+
+        records = {r["event_id"]: r for r in map(decode, topic.consume(4, timeout=20))}
+        assert {r["event_type"] for r in records.values()} == {"pageView", "read", "readMore"}, records
+        assert len(records) == 3
+        view = next(r for r in records.values() if r["event_type"] == "pageView")
+        assert records[first]["session_id"] == view["session_id"]
+        assert records[late]["session_id"] != records[first]["session_id"]
+        assert records[late]["page_view_id"] == view["page_view_id"]  # same page, new session
+        assert len({r["party_id"] for r in records.values()}) == 1
