@@ -5,11 +5,11 @@ setup:
 	@scripts/setup.sh
 
 run: setup
-	.venv/bin/clickpipe stack up
+	.venv/bin/clickpipe up
 
 test:
 	@scripts/setup.sh --test
 	.venv/bin/pytest
 
 stop:
-	.venv/bin/clickpipe stack down
+	.venv/bin/clickpipe down

@@ -133,7 +133,7 @@ class StackManager:
         from confluent_kafka.admin import AdminClient, NewTopic
 
         s = self.settings
-        client = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        client = AdminClient({"bootstrap.servers": s.kafka_bootstrap, "log_level": 4})
         names = [s.topic_raw, s.topic_enriched, s.topic_sessions, s.topic_dead_letters]
         existing = client.list_topics(timeout=10).topics
         for name in names:
