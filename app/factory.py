@@ -16,8 +16,8 @@ def brokers(bootstrap: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
 
 
-def create_app(settings) -> faust.App:
-    """The app with its tables, the enrich agent, the sweep timer and ``/metrics``."""
+def base_app(settings, metrics: Metrics) -> faust.App:
+    """A Faust app with the pipeline's runtime settings and ``/metrics``, without agents or tables."""
     logs.configure(settings.pipeline_log_json)
     app = faust.App(
         settings.pipeline_app_id,
@@ -39,11 +39,21 @@ def create_app(settings) -> faust.App:
         # a worker killed without leaving the group holds its partitions until this expires
         broker_session_timeout=10.0,
         broker_heartbeat_interval=2.0,
-        # offsets and outputs commit together; the broker needs a generous transaction timeout
-        # so a slow commit after a pause is not aborted
+        # a commit waits for every output it covers: allow a slow broker time before failing
         producer_request_timeout=60.0,
     )
+
+    @app.page("/metrics")
+    async def prometheus(web, request):
+        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def create_app(settings) -> faust.App:
+    """The pipeline: tables, the enrich agent, the sweep timer, ``/metrics``."""
     metrics = Metrics()
+    app = base_app(settings, metrics)
     app.clickpipe_tables = tables.define(app, settings)
     app.clickpipe_enricher = enrich.register(app, settings, app.clickpipe_tables, metrics)
 
@@ -55,9 +65,5 @@ def create_app(settings) -> faust.App:
     async def release_local_state(sender, **kwargs):
         if getattr(app, "crash_reason", None) is None:
             localstate.release(settings.pipeline_datadir)
-
-    @app.page("/metrics")
-    async def prometheus(web, request):
-        return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
 
     return app

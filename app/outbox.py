@@ -9,13 +9,13 @@ break exactly-once for this pipeline, and this module closes them:
    falls back to the non-transactional producer. :class:`OutputTopic` publishes through the
    transactional producer of the *source* partition (outputs keep the source partition
    number, so a party's records stay in one partition downstream too).
-2. Outputs and table changelog writes are queued while records are processed and published
-   later; a commit could take an offset whose outputs were not yet published (lost after a
-   crash) or publish writes of a record whose offset it does not commit (replayed after a
-   crash on top of state that already contains it). Outputs are therefore attached to their
-   source offset (``stream_publish_on_commit``) and published by the commit, and
-   :func:`serialize_commits` makes each commit exclusive with record processing and flushes
-   the changelog buffer inside it: a commit covers exactly the records processed before it.
+2. Outputs sent while a record is processed are published later; a commit could take an
+   offset whose outputs were not yet published (lost after a crash) or publish outputs of a
+   record whose offset it does not commit (duplicated after a crash). Outputs (and table
+   changelog writes, see :class:`tables.AttachedTable`) are therefore attached to their
+   source offset (``stream_publish_on_commit``) and published by the commit that covers it,
+   and :func:`serialize_commits` makes each commit exclusive with record processing, so no
+   commit ever sees a record half processed.
 """
 
 from __future__ import annotations
@@ -69,18 +69,13 @@ def output_topic(app: faust.App, name: str, source_topic: str, partitions: int,
 
 
 def serialize_commits(app: faust.App) -> asyncio.Lock:
-    """Make commits exclusive with record processing; returns the lock agents hold per record.
-
-    Inside the lock the commit first publishes every queued table write, so the offsets it
-    takes and the writes and outputs it publishes belong to the same records.
-    """
+    """Make commits exclusive with record processing; returns the lock agents hold per record."""
     lock = asyncio.Lock()
     consumer = app.consumer
     commit = consumer.commit
 
     async def exclusive_commit(*args, **kwargs):
         async with lock:
-            await app.producer.buffer.flush()
             return await commit(*args, **kwargs)
 
     consumer.commit = exclusive_commit

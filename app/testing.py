@@ -81,11 +81,11 @@ class Run:
         env.update(self.env)
         return env
 
-    def start_worker(self, log_name: str = "worker.log") -> subprocess.Popen:
-        """Start ``faust -A app.main worker``; the process has ``web_port`` (for /metrics) set."""
+    def start_worker(self, log_name: str = "worker.log", app_module: str = "app.main") -> subprocess.Popen:
+        """Start ``faust -A <app_module> worker``; the process has ``web_port`` (for /metrics) set."""
         port = free_port()
         with open(self.workdir / log_name, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", "app.main", "worker", "-l", "info"],
+            proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", app_module, "worker", "-l", "info"],
                                     cwd=ROOT, env=self.worker_env(port), stdout=log, stderr=subprocess.STDOUT)
         proc.web_port = port
         proc.log_path = self.workdir / log_name
@@ -169,9 +169,5 @@ class Run:
 
 
 def decode_all(messages) -> list[dict]:
-    """Avro records of consumed messages, each decoded with the writer named in its headers."""
-    out = []
-    for m in messages:
-        writer = schemas.writer_from_headers(m.headers())
-        out.append(schemas.decode(m.value(), writer))
-    return out
+    """Avro records of consumed messages (framed or plain), each decoded with the writer named in its headers."""
+    return [schemas.decode_message(m.value(), m.headers()) for m in messages]

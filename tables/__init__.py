@@ -8,8 +8,9 @@
   separate entry in every partition where its parties live (counts are per partition).
 
 Both are written only from the enrich agent (concurrency 1) inside stream iteration, so
-every write goes to the changelog partition of the record being processed, in the same
-transaction as the outputs and the consumer offset.
+every write goes to the changelog partition of the record being processed. Changelog writes
+are attached to that record's offset (:class:`AttachedTable`) and published by the commit
+that covers it, in the same transaction as the outputs and the consumer offset.
 """
 
 from __future__ import annotations
@@ -17,8 +18,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import faust
+from faust.streams import current_event
 
 MIB = 1024 * 1024
+
+
+class AttachedTable(faust.Table):
+    """A table whose changelog writes are published by the commit of the record that made them.
+
+    Faust queues changelog writes in a producer buffer that drains in the background, so a
+    commit may cover a record whose writes are still queued (lost if the worker dies before
+    the next commit) or carry writes of a record it does not cover (replayed after a crash
+    on top of state that already has them). Attaching each write to the current record's
+    offset, as outputs are (``stream_publish_on_commit``), ties them to that offset.
+    """
+
+    def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
+        event = current_event()
+        if event is None or not self.app.conf.stream_publish_on_commit:
+            return super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        return event._attach(
+            self.changelog_topic, key, value, partition=partition,
+            key_serializer=key_serializer or self.key_serializer,
+            value_serializer=value_serializer or self.value_serializer,
+            callback=self._on_changelog_sent,
+        )
 
 
 @dataclass(frozen=True)
@@ -38,10 +62,12 @@ def rocksdb_options(settings) -> dict:
 
 
 def define(app: faust.App, settings) -> Tables:
-    options = rocksdb_options(settings)
-    # keys: raw UTF-8 (the app default); values: JSON (the app default)
-    common = dict(partitions=settings.partitions, options=options)
+    def table(name: str, help: str) -> AttachedTable:
+        # keys: raw UTF-8 (the app default); values: JSON (the app default)
+        return app.tables.add(AttachedTable(app, name=name, beacon=app.tables.beacon, partitions=settings.partitions,
+                                            help=help, options=rocksdb_options(settings)))
+
     return Tables(
-        parties=app.Table("parties", help="Per-party state: dedup, bot counters, open session", **common),
-        ips=app.Table("ips", help="Per-IP event counters of the current bot-rate window", **common),
+        parties=table("parties", "Per-party state: dedup, bot counters, open session"),
+        ips=table("ips", "Per-IP event counters of the current bot-rate window"),
     )
