@@ -21,7 +21,6 @@ import requests
 from clickpipe.config import Settings
 from stack.manager import StackError, StackManager
 from stack.process import ManagedProcess
-from stack.services import port_open
 
 @dataclass
 class Component:

@@ -15,7 +15,7 @@ import requests
 
 from clickpipe.config import Settings
 from stack import jars
-from stack.services import LOG4J2_CONSOLE, Service, port_open
+from stack.services import LOG4J2_CONSOLE, Service, port_open, properties
 
 # What Druid's own launcher adds on Java 11+ (strong encapsulation exceptions).
 JAVA_MODULE_FLAGS = [
@@ -38,10 +38,6 @@ PROCESSING = {
 }
 
 
-def _props(values: dict[str, str]) -> str:
-    return "".join(f"{k}={v}\n" for k, v in values.items())
-
-
 class _JavaOnDruidClasspath(Service):
     """A JVM started from the Druid closure with a generated config directory."""
 
@@ -62,7 +58,7 @@ class _JavaOnDruidClasspath(Service):
         for sub in ("segments", "segment-cache", "indexing-logs", "task", "tmp", "zk"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         home = jars.druid_home(s)
-        (common / "common.runtime.properties").write_text(_props({
+        (common / "common.runtime.properties").write_text(properties({
             "druid.extensions.directory": str(home / "extensions"),
             "druid.extensions.loadList": json.dumps(sorted(jars.DRUID_EXTENSIONS)),
             "druid.host": s.druid_host,
@@ -117,7 +113,7 @@ class ZooKeeper(_JavaOnDruidClasspath):
         self.write_common()
         zk = self.conf / "zk"
         zk.mkdir(parents=True, exist_ok=True)
-        (zk / "zoo.cfg").write_text(_props({
+        (zk / "zoo.cfg").write_text(properties({
             "tickTime": "2000",
             "dataDir": str(self.root / "zk"),
             "clientPort": str(self.port),
@@ -163,7 +159,7 @@ class DruidService(_JavaOnDruidClasspath):
         self.write_common()
         d = self.conf / self.role
         d.mkdir(parents=True, exist_ok=True)
-        (d / "runtime.properties").write_text(_props(self.runtime_properties()))
+        (d / "runtime.properties").write_text(properties(self.runtime_properties()))
 
     def command(self) -> list[str]:
         return self.java("org.apache.druid.cli.Main", "server", self.role, conf_dir=self.role)

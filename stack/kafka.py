@@ -8,7 +8,7 @@ import uuid
 
 from clickpipe.config import Settings
 from stack import jars
-from stack.services import LOG4J2_CONSOLE, Service
+from stack.services import LOG4J2_CONSOLE, Service, properties
 
 
 class Kafka(Service):
@@ -60,7 +60,7 @@ class Kafka(Service):
             # The log cleaner's dedupe map is heap; the 128 MiB default is a quarter of ours.
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
         }
-        self.properties.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        self.properties.write_text(properties(props))
         if not (self.data / "meta.properties").exists():
             self._format()
 

@@ -24,6 +24,11 @@ LOG4J2_CONSOLE = """<?xml version="1.0" encoding="UTF-8"?>
 """
 
 
+def properties(values: dict[str, str]) -> str:
+    """Java ``.properties`` text of ``values``, in order."""
+    return "".join(f"{k}={v}\n" for k, v in values.items())
+
+
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
