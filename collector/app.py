@@ -32,7 +32,10 @@ def create_app(config: Settings, sink: Sink) -> falcon.App:
     if config.collector_cors_origins:
         # Exact origins only (never "*"): the tag sends the party cookie with credentials.
         origins = list(config.collector_cors_origins)
-        middleware.append(falcon.CORSMiddleware(allow_origins=origins, allow_credentials=origins))
+        # The tag reads Retry-After on a 503 to time its retry.
+        middleware.append(
+            falcon.CORSMiddleware(allow_origins=origins, allow_credentials=origins, expose_headers=["Retry-After"])
+        )
     app = falcon.App(middleware=middleware)
     intake = Intake(config, sink)
     app.add_route("/tag.js", TagResource(tag.build(config)))

@@ -226,6 +226,9 @@ def test_cors_allowlist(collector):
     assert "Access-Control-Allow-Origin" not in evil.headers
     r = post(client, [{}], headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in r.headers
+    r = post(client, [{}], headers={"Origin": "https://shop.example"})
+    assert r.headers["Access-Control-Allow-Origin"] == "https://shop.example"
+    assert r.headers["Access-Control-Expose-Headers"] == "Retry-After"
 
 
 def test_no_cors_headers_without_allowlist():
