@@ -60,7 +60,7 @@ class Schema:
 
 
 def _make(source: Mapping[str, Any]) -> Schema:
-    parsed = parse_schema(dict(source), _write_hint=False)
+    parsed = parse_schema(dict(source))  # keeps fastavro's parsed hint: no re-parse per record
     fp = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
     return Schema(name=parsed["name"], fingerprint=fp, parsed=parsed, source=source)
 
