@@ -59,6 +59,7 @@ def main() -> int:
             table = d.clickpipe("evaluate", str(truth), "--timeout", "30", timeout=120).stdout
         report = json.loads(ev.stdout)
     print(table)
+    print(json.dumps(sent))
     print(markdown(args, sent, report))
     return 0
 
@@ -81,6 +82,7 @@ Measured {time.strftime('%Y-%m-%d')}:
 | run length | {sent['elapsed_s']} s |
 | events/s achieved (accepted incl. resends) | {sent['events_per_s']} |
 | parties / requests / events accepted / resent duplicates | {sent['parties']} / {sent['requests']} / {sent['accepted']} / {sent['resent']} |
+| events not accepted / 503 retries | {sent['failed']} / {sent['retries']} |
 | sender lag behind plan, p99 / max | {sent['lag_p99_s']} s / {sent['lag_max_s']} s |
 | bot precision, parties (goal ≥ 0.99) | {p['precision']:.4f} ({p['tp']} tp, {p['fp']} fp) |
 | bot recall, parties (goal ≥ 0.95) | {p['recall']:.4f} ({p['fn']} fn) |
