@@ -84,6 +84,7 @@ Measured {time.strftime('%Y-%m-%d')}:
 | parties / requests / events accepted / resent duplicates | {sent['parties']} / {sent['requests']} / {sent['accepted']} / {sent['resent']} |
 | events not accepted / 503 retries | {sent['failed']} / {sent['retries']} |
 | sender lag behind plan, p99 / max | {sent['lag_p99_s']} s / {sent['lag_max_s']} s |
+| collector response time, p99 / max | {sent['response_p99_s']} s / {sent['response_max_s']} s |
 | bot precision, parties (goal ≥ 0.99) | {p['precision']:.4f} ({p['tp']} tp, {p['fp']} fp) |
 | bot recall, parties (goal ≥ 0.95) | {p['recall']:.4f} ({p['fn']} fn) |
 | bot precision / recall, events | {e['precision']:.4f} / {e['recall']:.4f} |

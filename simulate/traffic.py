@@ -49,15 +49,19 @@ class Stats:
     retries: int = 0
     lag_max_s: float = 0.0  # worst delay of a request behind its planned time
     lags: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LAG_SAMPLE))  # latest only
+    latencies: collections.deque = field(default_factory=lambda: collections.deque(maxlen=LAG_SAMPLE))
     elapsed_s: float = 0.0
 
     def as_dict(self) -> dict:
-        lags = sorted(self.lags)
-        p99 = lags[int(0.99 * (len(lags) - 1))] if lags else 0.0
+        def p99(values) -> float:
+            ordered = sorted(values)
+            return round(ordered[int(0.99 * (len(ordered) - 1))], 3) if ordered else 0.0
+
         return {"parties": self.parties, "requests": self.requests, "accepted": self.accepted, "resent": self.resent,
                 "failed": self.failed, "retries": self.retries, "elapsed_s": round(self.elapsed_s, 2),
                 "events_per_s": round((self.accepted + self.resent) / self.elapsed_s, 1) if self.elapsed_s else 0.0,
-                "lag_p99_s": round(p99, 3), "lag_max_s": round(self.lag_max_s, 3)}
+                "lag_p99_s": p99(self.lags), "lag_max_s": round(self.lag_max_s, 3),
+                "response_p99_s": p99(self.latencies), "response_max_s": round(max(self.latencies, default=0.0), 3)}
 
 
 class Sender:
@@ -126,6 +130,7 @@ class Sender:
         for attempt in range(RETRIES + 1):
             async with self.slots:
                 self.stats.requests += 1
+                sent_at = time.monotonic()
                 try:
                     async with self.session.request(method, url, data=data, headers=headers) as resp:
                         body = await resp.read()
@@ -135,6 +140,8 @@ class Sender:
                         rejected_header = resp.headers.get("X-Clickpipe-Rejected")
                 except (aiohttp.ClientError, asyncio.TimeoutError):
                     return set(), None
+                finally:
+                    self.stats.latencies.append(time.monotonic() - sent_at)
             if status == 503 and attempt < RETRIES:
                 self.stats.retries += 1
                 await asyncio.sleep(float(retry_after or 1))
