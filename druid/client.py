@@ -54,6 +54,12 @@ class DruidClient:
     def supervisor_status(self, supervisor_id: str) -> dict[str, Any]:
         return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}/status")
 
+    def latest_task(self, datasource: str) -> dict[str, Any] | None:
+        """The most recently completed task of a datasource (status, errorMsg, ...), if any."""
+        tasks = self._call("GET", "/druid/indexer/v1/tasks", params={"datasource": datasource, "state": "complete",
+                                                                       "max": 1})
+        return tasks[0] if tasks else None
+
     def supervisor_history(self, supervisor_id: str) -> list[dict[str, Any]]:
         """Every spec version submitted for the supervisor, newest first."""
         return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}/history")

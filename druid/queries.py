@@ -7,10 +7,11 @@ listed in :data:`REPORTS` for ``clickpipe report <name>``. Common arguments:
   ``15m``, ``24h``, ``7d``, ``2w``) or an ISO 8601 time (``2026-01-31T12:00:00Z``); ``until``
   defaults to now.
 - ``traffic``: ``human`` (default), ``bots`` or ``all`` — which side of ``is_bot`` to count.
-- ``limit``: rows of "top" reports.
+- ``limit``: rows of "top" reports, which rank groups by events (page views for ``pages``).
 
 Visitors and sessions counted from the clicks datasource are theta-sketch estimates: exact
-up to 16384 distinct values, within about 1% (one standard deviation) beyond. Session metrics
+up to 16384 distinct values, about 0.8% relative standard error beyond (4096 and 1.6% per
+group in top-N reports, see :data:`GROUP_SKETCH_SIZE`). Session metrics
 come from the sessions datasource, which receives a session when it closes (after the
 inactivity gap), so the latest sessions appear there with that delay.
 
@@ -38,6 +39,9 @@ GRANULARITIES = {"minute": "PT1M", "5minutes": "PT5M", "15minutes": "PT15M", "ho
                  "day": "P1D", "week": "P1W", "month": "P1M"}
 FUNNEL_BY = {"page": "url_path", "event": "event_type"}
 LIVE_WINDOW = timedelta(minutes=5)
+# Theta union size of per-group sketches in top-N reports: exact up to 4096 distinct values,
+# about 1.6% relative error beyond, and a quarter of the default's merge-buffer memory.
+GROUP_SKETCH_SIZE = 4096
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
 _SPAN_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -100,8 +104,13 @@ class Reports:
             raise DruidError(f"Druid is not reachable at {self.address} ({type(exc).__name__}); "
                              f"is the stack up? (clickpipe stack status)") from exc
         except PydruidError as exc:
-            hint = ("; a datasource appears with its first ingested row (clickpipe druid status)"
-                    if "not found" in str(exc) else "")
+            hint = ""
+            if "Object '" in str(exc) and "not found" in str(exc):
+                hint = "; a datasource appears with its first ingested row (clickpipe druid status)"
+            elif "Column '" in str(exc) and "not found" in str(exc):
+                hint = ("; if it is a sketch column (visitors, sessions), Druid 33 hides it from SQL while every "
+                        "segment of the datasource is still being written by an ingestion task that has persisted "
+                        "to disk once (Druid issue #16982); it reappears when the first segments are handed off")
             # Parse errors list every token the parser expected: keep the part that helps.
             raise DruidError(f"Druid refused the query: {str(exc)[:600]}{hint}") from exc
         return [row._asdict() for row in rows]
@@ -141,51 +150,70 @@ class Reports:
             f"FROM {self.clicks} WHERE {self._where(since, until, traffic)} GROUP BY 1 ORDER BY 1")
 
     def _top(self, columns: Sequence[str], since: str, until: str | None, traffic: str, limit: int,
-             condition: str = "TRUE", order: str = "page_views") -> list[dict[str, Any]]:
+             condition: str = "TRUE", rank: str = "events") -> list[dict[str, Any]]:
+        """The ``limit`` groups of ``columns`` with most ``rank`` (events or page_views), with
+        their page views, events, visitors and sessions.
+
+        Two queries: the ranking sums only counters, so it is cheap for any number of groups;
+        the sketches are then merged for the winning groups alone (a theta union per group
+        per sketch takes the broker's merge-buffer memory; thousands of groups exhaust it).
+        """
+        where = f"{self._where(since, until, traffic)} AND {condition}"
         select = ", ".join(columns)
-        return self.sql(
-            f"SELECT {select}, SUM(page_views) AS page_views, SUM(\"count\") AS events, "
-            f"APPROX_COUNT_DISTINCT_DS_THETA(visitors) AS visitors, "
-            f"APPROX_COUNT_DISTINCT_DS_THETA(sessions) AS sessions "
-            f"FROM {self.clicks} WHERE {self._where(since, until, traffic)} AND {condition} "
-            f"GROUP BY {select} ORDER BY {order} DESC LIMIT {int(limit)}")
+        counters = 'SUM(page_views) AS page_views, SUM("count") AS events'
+        ranked = self.sql(f"SELECT {select}, {counters} FROM {self.clicks} WHERE {where} "
+                          f"GROUP BY {select} ORDER BY {rank} DESC LIMIT {int(limit)}")
+        if not ranked:
+            return []
+        groups = " OR ".join(
+            "(" + " AND ".join(f"{c} IS NULL" if row[c] is None else f"{c} = {literal(str(row[c]))}"
+                               for c in columns) + ")"
+            for row in ranked)
+        sketches = {tuple(r[c] for c in columns): r for r in self.sql(
+            f"SELECT {select}, APPROX_COUNT_DISTINCT_DS_THETA(visitors, {GROUP_SKETCH_SIZE}) AS visitors, "
+            f"APPROX_COUNT_DISTINCT_DS_THETA(sessions, {GROUP_SKETCH_SIZE}) AS sessions "
+            f"FROM {self.clicks} WHERE {where} AND ({groups}) GROUP BY {select}")}
+        return [{**row, **{k: sketches[tuple(row[c] for c in columns)][k] for k in ("visitors", "sessions")}}
+                for row in ranked]
 
     def pages(self, since: str = "24h", until: str | None = None, traffic: str = "human",
               limit: int = 10) -> list[dict[str, Any]]:
-        """Most viewed pages (host and path) by page views."""
-        return self._top(["url_host", "url_path"], since, until, traffic, limit, "event_type = 'pageView'")
+        """Most viewed pages (host and path)."""
+        return self._top(["url_host", "url_path"], since, until, traffic, limit, "event_type = 'pageView'",
+                         rank="page_views")
 
     def referrers(self, since: str = "24h", until: str | None = None, traffic: str = "human",
                   limit: int = 10) -> list[dict[str, Any]]:
-        """Where sessions come from: referrer class, source and host of each session's first event."""
+        """Where sessions come from: referrer class, source and host of each session's first event
+        (so ``events`` is the number of sessions started)."""
         return self._top(["referrer_class", "referrer_source", "referrer_host"], since, until, traffic, limit,
-                         "first_in_session = 'true'", order="sessions")
+                         "first_in_session = 'true'")
 
     def campaigns(self, since: str = "24h", until: str | None = None, traffic: str = "human",
                   limit: int = 10) -> list[dict[str, Any]]:
         """Campaigns (utm source, medium, name) of events that carry one."""
         return self._top(["utm_source", "utm_medium", "utm_campaign"], since, until, traffic, limit,
-                         "(utm_source IS NOT NULL OR utm_campaign IS NOT NULL)", order="visitors")
+                         "(utm_source IS NOT NULL OR utm_campaign IS NOT NULL)")
 
     def countries(self, since: str = "24h", until: str | None = None, traffic: str = "human",
                   limit: int = 10) -> list[dict[str, Any]]:
         """Visitors by country (ISO code)."""
-        return self._top(["geo_country"], since, until, traffic, limit, order="visitors")
+        return self._top(["geo_country"], since, until, traffic, limit)
 
     def cities(self, since: str = "24h", until: str | None = None, traffic: str = "human",
                limit: int = 10) -> list[dict[str, Any]]:
         """Visitors by city."""
-        return self._top(["geo_country", "geo_city"], since, until, traffic, limit, order="visitors")
+        return self._top(["geo_country", "geo_city"], since, until, traffic, limit)
 
     def devices(self, since: str = "24h", until: str | None = None, traffic: str = "human",
                 limit: int = 10) -> list[dict[str, Any]]:
         """Visitors by device class and operating system."""
-        return self._top(["device_class", "os_family"], since, until, traffic, limit, order="visitors")
+        return self._top(["device_class", "os_family"], since, until, traffic, limit)
 
     def browsers(self, since: str = "24h", until: str | None = None, traffic: str = "human",
                  limit: int = 10) -> list[dict[str, Any]]:
         """Visitors by browser family."""
-        return self._top(["ua_family"], since, until, traffic, limit, order="visitors")
+        return self._top(["ua_family"], since, until, traffic, limit)
 
     def bots(self, since: str = "24h", until: str | None = None) -> list[dict[str, Any]]:
         """Share of events and visitors flagged as bots (both sides counted, whatever ``traffic``)."""
@@ -200,7 +228,7 @@ class Reports:
 
     def bot_reasons(self, since: str = "24h", until: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
         """Bot events and visitors by the rule that flagged them."""
-        return self._top(["bot_reason"], since, until, "bots", limit, order="events")
+        return self._top(["bot_reason"], since, until, "bots", limit)
 
     # --- reports over sessions -------------------------------------------------------------
 

@@ -51,10 +51,21 @@ def declared_ids(settings: Settings) -> list[str]:
     return [ds.name(settings) for ds in specs.load_declaration().values()]
 
 
+# How the Avro extension for Druid 33 (0.20.0) fails on a record it cannot decode: it calls a
+# ParseException constructor Druid 33 no longer has, so the task fails instead of skipping
+# the record, and every retry fails on the same offset.
+_UNDECODABLE = "ParseException.<init>"
+_UNDECODABLE_HINT = (" — a record on the topic is not framed Avro of a schema version in the spec; Druid retries "
+                     "it forever: fix the producer, apply the spec with the new schema version, or skip the "
+                     "record (see docs/druid.md)")
+
+
 def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
     """One row per declared supervisor: state, lag (records behind the topic) and last error.
 
-    A supervisor that was never applied (or was terminated) has state ``NOT APPLIED``.
+    The last error is, while its tasks are unhealthy, the error of its latest failed task,
+    otherwise the supervisor's latest recent error. A supervisor that was never applied (or
+    was terminated) has state ``NOT APPLIED``.
     """
     running = set(client.supervisor_ids())
     rows = []
@@ -67,8 +78,13 @@ def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
             state = payload.get("detailedState") or payload.get("state")
             row["state"] = state if payload.get("healthy", True) else f"{state} (unhealthy)"
             row["lag"] = payload.get("aggregateLag")
+            task = client.latest_task(supervisor_id) if not payload.get("healthy", True) else None
             errors = payload.get("recentErrors") or []
-            if errors:
+            if task and task.get("status") == "FAILED":
+                message = task.get("errorMsg") or "task failed"
+                hint = _UNDECODABLE_HINT if _UNDECODABLE in message else ""
+                row["last_error"] = f"{task.get('createdTime', '')} {message}{hint}"
+            elif errors:
                 last = errors[-1]
                 row["last_error"] = f"{last.get('timestamp', '')} {last.get('message') or last.get('exceptionClass')}"
         rows.append(row)

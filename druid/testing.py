@@ -164,13 +164,15 @@ def count_rows(client: DruidClient, datasource: str) -> int | None:
 
 
 @contextmanager
-def private_druid(cfg: Settings, partitions: int = 1) -> Iterator[DruidClient]:
-    """Create ``cfg``'s two topics; on exit terminate their supervisors, drop their datasources
-    and delete the topics (the indexer's task slots are shared with everyone)."""
+def private_druid(cfg: Settings, partitions: int = 1, create_topics: bool = True) -> Iterator[DruidClient]:
+    """Create ``cfg``'s two topics (unless ``create_topics`` is false: someone else owns them);
+    on exit terminate their supervisors, drop their datasources and delete the topics this
+    created (the indexer's task slots are shared with everyone)."""
     admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
-    topics = [cfg.topic_enriched, cfg.topic_sessions]
-    for future in admin.create_topics([NewTopic(t, partitions, 1) for t in topics]).values():
-        future.result(30)
+    topics = [cfg.topic_enriched, cfg.topic_sessions] if create_topics else []
+    if topics:
+        for future in admin.create_topics([NewTopic(t, partitions, 1) for t in topics]).values():
+            future.result(30)
     client = DruidClient(cfg)
     try:
         yield client
@@ -182,5 +184,6 @@ def private_druid(cfg: Settings, partitions: int = 1) -> Iterator[DruidClient]:
                     action()
                 except DruidError:
                     pass  # never created (the test failed before submitting it)
-        for future in admin.delete_topics(topics).values():
-            future.result(30)
+        if topics:
+            for future in admin.delete_topics(topics).values():
+                future.result(30)

@@ -149,8 +149,9 @@ def test_breakdowns(loaded, report, columns, condition):
     rows = getattr(reports, report)(since="1h", limit=100)
     expected = _grouped([c for c in _human(clicks) if condition(c)], lambda c: tuple(c[k] for k in columns))
     assert _by(rows, *columns) == expected
-    order = "sessions" if report == "referrers" else "visitors"
-    assert [r[order] for r in rows] == sorted((r[order] for r in rows), reverse=True)
+    assert [r["events"] for r in rows] == sorted((r["events"] for r in rows), reverse=True)
+    top = getattr(reports, report)(since="1h", limit=2)
+    assert all(r in rows for r in top) and [r["events"] for r in top] == [r["events"] for r in rows[:2]]
 
 
 def test_bot_share_and_reasons(loaded):

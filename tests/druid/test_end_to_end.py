@@ -1,0 +1,183 @@
+"""The whole path into Druid: collector (gunicorn) → Kafka → Faust worker → Druid → reports.
+
+Each test runs its own pipeline deployment (``app.testing.Run``: private topics, app id and
+state) and its own Druid datasources on those topics, and asserts through the report
+functions of ``druid.queries``.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib.util
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from app.testing import Run
+from clickpipe.config import load
+from druid import queries, supervisors
+from druid.testing import count_rows, private_druid, private_env, wait_for
+
+GAP_S = 3
+HUMAN_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+            "Chrome/120.0.0.0 Safari/537.36")
+BOT_UA = "curl/8.4.0"
+# Theta sketches: 3 relative standard errors of a 16384-entry sketch (exact below that).
+SKETCH_BOUND = 3 * 0.0078
+
+
+def _collector_process():
+    """The collector tests' real-gunicorn harness (one way to start the collector in tests)."""
+    path = Path(__file__).resolve().parents[1] / "collector" / "collector_support.py"
+    spec = importlib.util.spec_from_file_location("collector_support", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.CollectorProcess
+
+
+@pytest.fixture
+def run(stack, tmp_path):
+    r = Run(stack.kafka_bootstrap, tmp_path, partitions=2, env={
+        "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
+        "CLICKPIPE_SESSION_SWEEP_SECONDS": "1",
+        "CLICKPIPE_PIPELINE_COMMIT_INTERVAL_MS": "500",
+        # every test request comes from 127.0.0.1: the per-IP rate rule would flag them all
+        "CLICKPIPE_BOT_MAX_IP_EVENTS": "1000000",
+    })
+    r.create_topics()
+    yield r
+    r.kill_workers(signal.SIGTERM)
+    r.delete_topics()
+
+
+def _druid_env(run: Run) -> dict[str, str]:
+    return private_env(TOPIC_ENRICHED=run.topics["enriched"], TOPIC_SESSIONS=run.topics["sessions"])
+
+
+def _visits() -> list[tuple[str, str, list[str]]]:
+    """(party, user agent, pages) per visitor: 10 humans and 3 scripted clients."""
+    pages = ["/", "/products", "/products/42", "/cart", "/checkout"]
+    visits = [(f"e2e-human-{p:02d}", HUMAN_UA, ["/"] + pages[1:1 + p % 4] + ["/products"] * (p % 3))
+              for p in range(10)]
+    visits += [(f"e2e-robot-{p:02d}", BOT_UA, ["/robots-only"] * (6 + p)) for p in range(3)]
+    return visits
+
+
+def test_events_sent_to_the_collector_are_counted_in_druid(run):
+    env = _druid_env(run)
+    cfg = load(env)
+    visits = _visits()
+    with private_druid(cfg, create_topics=False) as client:
+        assert {r["outcome"] for r in supervisors.apply(client, cfg)} == {"created"}
+        worker = run.start_worker()
+        run.wait_ready(worker)
+        collector = _collector_process()({"CLICKPIPE_KAFKA_BOOTSTRAP": run.bootstrap,
+                                          "CLICKPIPE_TOPIC_RAW": run.topics["raw"]})
+        try:
+            collector.wait_ready()
+            for party, ua, pages in visits:
+                events = [{"party_id": party, "event_id": f"{party}-e{i}", "event_type": "pageView",
+                           "location": f"https://shop.example.com{page}"} for i, page in enumerate(pages)]
+                response = requests.post(f"{collector.url}/events", json=events, headers={"User-Agent": ua},
+                                         timeout=10)
+                assert response.status_code == 200 and response.json()["accepted"] == len(events), response.text
+        finally:
+            assert collector.stop() == 0, collector.output()
+
+        total = sum(len(pages) for _, _, pages in visits)
+        bot_events = sum(len(pages) for _, ua, pages in visits if ua == BOT_UA)
+        assert wait_for(lambda: count_rows(client, cfg.druid_clicks_datasource), lambda n: n == total, 120) == total
+        assert wait_for(lambda: count_rows(client, cfg.druid_sessions_datasource),
+                        lambda n: n == len(visits), 60) == len(visits)
+
+        reports = queries.Reports(cfg)
+        [bots] = reports.bots(since="1h")
+        assert (bots["events"], bots["bot_events"]) == (total, bot_events)
+        assert bots["bot_share"] == pytest.approx(bot_events / total)
+        assert abs(bots["visitors"] - len(visits)) <= SKETCH_BOUND * len(visits)
+        assert bots["bot_visitors"] == 3
+
+        [live] = reports.live()
+        humans = [v for v in visits if v[1] == HUMAN_UA]
+        assert live["events"] == total - bot_events
+        assert abs(live["visitors"] - len(humans)) <= SKETCH_BOUND * len(humans)
+        assert sum(r["events"] for r in reports.traffic(since="1h", granularity="minute", traffic="all")) == total
+
+        views = collections.Counter(page for _, _, pages in humans for page in pages)
+        [(top_page, top_views), (_, runner_up)] = views.most_common(2)
+        assert top_views > runner_up  # the data set has a single top page
+        [top] = reports.pages(since="1h", limit=1)
+        assert (top["url_path"], top["page_views"]) == (top_page, top_views)
+
+        [human_sessions] = reports.sessions(since="1h")
+        [all_sessions] = reports.sessions(since="1h", traffic="all")
+        assert (human_sessions["sessions"], all_sessions["sessions"]) == (len(humans), len(visits))
+        assert human_sessions["pages_per_session"] == pytest.approx((total - bot_events) / len(humans))
+
+
+PARTIES = 100
+EVENTS = 4  # per party and wave
+WAVES = 24  # 2 minutes of traffic: long enough for three kill-restart cycles
+WAVE_EVERY_S = 5.0
+KILLS = 3
+
+
+def _raw_click(party: str, event_id: str, now: int) -> dict:
+    """A RawClick as the collector writes it (fields left out take the schema's defaults)."""
+    return {"server_time": now, "source": "batch", "party_id": party, "event_id": event_id,
+            "event_type": "pageView", "location": "https://shop.example.com/", "user_agent": HUMAN_UA,
+            "ip": "81.2.69.142"}
+
+
+def _produce_waves(run: Run, produced: list) -> None:
+    """Clicks in waves (further apart than the session gap); every 10th click is sent twice."""
+    producer = run.producer()
+    for w in range(WAVES):
+        started = time.monotonic()
+        for i in range(EVENTS):
+            now = int(time.time() * 1000)
+            records = [_raw_click(f"party-{p:03d}", f"w{w}-e{i}", now) for p in range(PARTIES)]
+            run.produce(records + records[::10], producer)
+            producer.flush(30)
+            produced.extend(records)
+            time.sleep(0.3)
+        time.sleep(max(0.0, WAVE_EVERY_S - (time.monotonic() - started)))
+
+
+def test_exactly_once_into_druid_across_kill_9_of_the_worker(run):
+    env = _druid_env(run)
+    cfg = load(env)
+    with private_druid(cfg, create_topics=False) as client:
+        supervisors.apply(client, cfg)
+        produced: list = []
+        sender = threading.Thread(target=_produce_waves, args=(run, produced))
+        worker = run.start_worker("worker-0.log")
+        run.wait_ready(worker)
+        sender.start()
+        time.sleep(6)
+        for k in range(KILLS):
+            assert worker.poll() is None, "worker died on its own"
+            assert sender.is_alive(), "the stream ended before the kills: not a mid-stream test"
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+            run.workers.remove(worker)
+            worker = run.start_worker(f"worker-{k + 1}.log")
+            run.wait_ready(worker)
+            time.sleep(0.5 if k < KILLS - 1 else 0)  # kill again while it works through the backlog
+        sender.join(timeout=180)
+        unique = {(r["party_id"], r["event_id"]) for r in produced}
+        assert len(unique) == PARTIES * EVENTS * WAVES
+
+        # Settle: equal counts on consecutive polls, so a late duplicate would still show.
+        counts: list = []
+        wait_for(lambda: counts.append(count_rows(client, cfg.druid_clicks_datasource)) or counts[-3:],
+                 lambda last: len(last) == 3 and last[0] == last[1] == last[2] == len(unique), 180, interval=3)
+        assert counts[-1] == len(unique)
+        [row] = client.sql(f'SELECT APPROX_COUNT_DISTINCT_DS_THETA(visitors) AS parties, '
+                           f'COALESCE(SUM("count") FILTER (WHERE is_bot = \'true\'), 0) AS bots '
+                           f'FROM "{cfg.druid_clicks_datasource}"')
+        assert row == {"parties": PARTIES, "bots": 0}
