@@ -103,6 +103,11 @@ def evaluate(args: argparse.Namespace) -> int:
     except evaluation.TopicError as exc:
         print(f"[evaluate] {exc}", file=sys.stderr)
         return 1
+    if not outputs.complete:
+        print(f"[evaluate] not everything arrived within {args.timeout:g}s (the figures below count what did; "
+              f"closing the last sessions takes the worker's session gap plus its sweep interval)", file=sys.stderr)
+    if outputs.undecodable:
+        print(f"[evaluate] {outputs.undecodable} records could not be decoded", file=sys.stderr)
     report = evaluation.score(truth, outputs.clicks, outputs.sessions if not args.no_sessions_topic else None)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
     return 0

@@ -45,6 +45,7 @@ class Outputs:
     clicks: list[dict] = field(default_factory=list)  # the run's enriched clicks (selected fields)
     sessions: list[dict] = field(default_factory=list)  # Session records of the run's parties
     undecodable: int = 0
+    complete: bool = False  # every accepted event seen (and every session closed) before the timeout
 
 
 def read_outputs(truth: GroundTruth, bootstrap: str, enriched_topic: str, sessions_topic: str | None,
@@ -104,6 +105,7 @@ def read_outputs(truth: GroundTruth, bootstrap: str, enriched_topic: str, sessio
                 break
     finally:
         consumer.close()
+    out.complete = complete_at is not None
     parties = {c["party_id"] for c in out.clicks}
     out.sessions = [s for p in parties for s in sessions_by_party.get(p, ())]
     return out
