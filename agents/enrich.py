@@ -27,7 +27,7 @@ import faust
 
 import schemas
 from app.metrics import Metrics
-from app.outbox import output_topic, serialize_commits
+from app.outbox import output_topic
 from steps import Context, Drop, Pipeline
 from steps.decode import decode
 from tables import Tables
@@ -52,7 +52,6 @@ class Enricher:
         on_error = lambda topic, exc: metrics.send_errors.labels(topic).inc()  # noqa: E731
         self.out = {name: output_topic(app, name, settings.topic_raw, settings.partitions, on_error)
                     for name in (settings.topic_enriched, settings.topic_sessions, settings.topic_dead_letters)}
-        self.commit_lock: asyncio.Lock | None = None
         self.enriched = schemas.current("EnrichedClick")
         self.session = schemas.current("Session")
         self.watermark: dict[int, int] = {}  # partition -> latest server_time processed
@@ -68,13 +67,7 @@ class Enricher:
     # --- stream -------------------------------------------------------------------------
 
     async def handle(self, event: faust.types.EventT) -> None:
-        """Process one raw record; commits never see it half done (see :mod:`app.outbox`)."""
-        if self.commit_lock is None:
-            self.commit_lock = serialize_commits(self.app)
-        async with self.commit_lock:
-            await self._handle(event)
-
-    async def _handle(self, event: faust.types.EventT) -> None:
+        """Process one raw record without suspending once it has produced anything (see :mod:`app.outbox`)."""
         msg = event.message
         self._in.inc()
         self.position[msg.partition] = msg.offset
@@ -106,15 +99,16 @@ class Enricher:
             if drop.reason != "duplicate" or self.settings.keep_duplicates:
                 await self._dead_letter(msg, headers, drop.reason, drop.detail, counted=True)
             return
+        # encode first: a record that does not fit its schema leaves its dead letter, not half its outputs
+        value = schemas.encode_framed(self.enriched, record)  # Druid reads this topic
+        sessions = self._encode_sessions(ctx.sessions)
         state["_p"] = msg.partition
         parties[party_id] = state
         t = record["server_time"]
         if t > self.watermark.get(msg.partition, 0):
             self.watermark[msg.partition] = t
         key = party_id.encode()
-        value = schemas.encode_framed(self.enriched, record)  # Druid reads this topic
-        for session in ctx.sessions:
-            await self._emit_session(session, key, msg.partition)
+        await self._emit_sessions(sessions, key, msg.partition)
         await self._send(self.settings.topic_enriched, key, value, msg.partition, self.enriched.headers)
         self._out_enriched.inc()
         if record.get("is_bot"):
@@ -123,11 +117,14 @@ class Enricher:
     def _observe(self, step: str, seconds: float) -> None:
         self.metrics.step_seconds.labels(step).observe(seconds)
 
-    async def _emit_session(self, session: dict[str, Any], key: bytes, partition: int) -> None:
-        await self._send(self.settings.topic_sessions, key, schemas.encode_framed(self.session, session), partition,
-                         self.session.headers)
-        self._out_sessions.inc()
-        self.metrics.sessions_closed.labels(session["close_reason"]).inc()
+    def _encode_sessions(self, sessions: list[dict[str, Any]]) -> list[tuple[str, bytes]]:
+        return [(s["close_reason"], schemas.encode_framed(self.session, s)) for s in sessions]
+
+    async def _emit_sessions(self, sessions: list[tuple[str, bytes]], key: bytes, partition: int) -> None:
+        for reason, value in sessions:
+            await self._send(self.settings.topic_sessions, key, value, partition, self.session.headers)
+            self._out_sessions.inc()
+            self.metrics.sessions_closed.labels(reason).inc()
 
     async def _dead_letter(self, msg, headers, reason: str, detail: str, counted: bool = False) -> None:
         if not counted:
@@ -159,12 +156,13 @@ class Enricher:
         if state is None:
             return
         ctx = Context(party=state, ips=self.tables.ips, partition=msg.partition)
-        if self.pipeline.sweep(ctx, now):
+        empty = self.pipeline.sweep(ctx, now)
+        sessions = self._encode_sessions(ctx.sessions)
+        if empty:
             del self.tables.parties[key]
         else:
             self.tables.parties[key] = state
-        for session in ctx.sessions:
-            await self._emit_session(session, msg.key, msg.partition)
+        await self._emit_sessions(sessions, msg.key, msg.partition)
 
     # --- timers -------------------------------------------------------------------------
 
