@@ -105,6 +105,8 @@ class Request:
 
 @dataclass
 class Party:
+    """One simulated client: what it is (``kind``, ``bot``), how it looks on the wire, what it sends."""
+
     key: str
     kind: str
     bot: bool
@@ -121,7 +123,8 @@ class Party:
 
     @property
     def duration(self) -> float:
-        return self.requests[-1].at if self.requests else 0.0
+        """Seconds from the party's first request to its last."""
+        return max((r.at for r in self.requests), default=0.0)
 
     def sessions(self, accepted: set[str] | None = None) -> list[list[str]]:
         """Expected sessions as lists of event ids, restricted to ``accepted`` if given."""
