@@ -1,14 +1,13 @@
-"""Freshness: time from a click's produce acknowledgement to its visibility in Druid SQL.
+"""Freshness: time from the collector's 2xx to the event being visible in Druid SQL.
 
-Ingests a private enriched-clicks topic into a private datasource through the generated
-spec, keeps a steady background load of synthetic clicks flowing, and sends probe clicks
-one at a time, each with its own page path. A poller queries Druid SQL every
-``--poll`` seconds for probe paths; a probe's freshness is the first poll that sees it
-minus the moment Kafka acknowledged it. (This measures Kafka → Druid; the collector's 2xx
-happens at its own produce acknowledgement, so the collector → Kafka leg is not included.)
-Everything it created is removed at the end.
+Runs a private deployment — a collector (`clickpipe collector`) and one Faust worker
+(`app.testing.Run`) on private topics, and private Druid datasources on those topics through
+the generated specs — keeps a steady background load of clicks flowing into the collector,
+and sends probe clicks one at a time, each with its own page path. A poller queries Druid
+SQL every ``--poll`` seconds for probe paths; a probe's freshness is the first poll that sees
+it minus the moment the collector answered 2xx. Everything it created is removed at the end.
 
-    .venv/bin/python bench/druid_freshness.py [--probes 200] [--load 500] [--interval 0.25] [--poll 0.1]
+    .venv/bin/python bench/druid_freshness.py [--probes 200] [--load 200] [--interval 0.25] [--poll 0.1]
 
 Prints p50, p95 and the maximum in milliseconds.
 """
@@ -16,115 +15,152 @@ Prints p50, p95 and the maximum in milliseconds.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import requests
 
-from confluent_kafka import Producer  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-import schemas  # noqa: E402
+from app.testing import Run, free_port  # noqa: E402
 from clickpipe.config import load  # noqa: E402
-from druid import specs  # noqa: E402
+from druid import supervisors  # noqa: E402
 from druid.client import DruidError  # noqa: E402
-from druid.testing import count_rows, enriched_click, private_druid, private_env, wait_for  # noqa: E402
+from druid.testing import count_rows, private_druid, private_env, wait_for  # noqa: E402
+
+UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+BATCH = 20
 
 
-def _background(cfg, schema, rate: int, stop: threading.Event, sent: list[float]) -> None:
-    """Produce ``rate`` synthetic clicks per second until ``stop``; appends the rate achieved."""
-    producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "linger.ms": 5})
-    n = 0
+def _event(party: str, path: str) -> dict:
+    return {"party_id": party, "event_id": uuid.uuid4().hex, "location": f"https://shop.example.com{path}"}
+
+
+def _background(url: str, rate: int, stop: threading.Event, achieved: list[float]) -> None:
+    """POST ``rate`` clicks per second to the collector, in batches, until ``stop``."""
+    http = requests.Session()
+    sent = 0
     began = time.monotonic()
     while not stop.is_set():
-        due = int((time.monotonic() - began) * rate)
-        while n < due:
-            record = enriched_click(party_id=f"load-{n % 5000}", session_id=f"load-s{n % 20000}",
-                                    url_path=f"/products/{n % 300}")
-            producer.produce(cfg.topic_enriched, key=record["party_id"].encode(),
-                             value=schemas.encode_framed(schema, record))
-            n += 1
-        producer.poll(0)
-        time.sleep(0.01)
-    producer.flush(30)
-    sent.append(n / (time.monotonic() - began))
+        if sent < (time.monotonic() - began) * rate:
+            events = [_event(f"load-party-{(sent + i) % 2000:05d}", f"/products/{(sent + i) % 300}")
+                      for i in range(BATCH)]
+            http.post(f"{url}/events", json=events, headers={"User-Agent": UA}, timeout=10).raise_for_status()
+            sent += BATCH
+        else:
+            time.sleep(0.005)
+    achieved.append(sent / (time.monotonic() - began))
+
+
+def _start_collector(run: Run) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "CLICKPIPE_COLLECTOR_PORT": str(port), "CLICKPIPE_KAFKA_BOOTSTRAP": run.bootstrap,
+           "CLICKPIPE_TOPIC_RAW": run.topics["raw"]}
+    log = open(run.workdir / "collector.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "clickpipe.cli", "collector"], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return proc, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    sys.exit(f"the collector did not start; see {run.workdir / 'collector.log'}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--probes", type=int, default=200)
-    parser.add_argument("--load", type=int, default=500, help="background clicks per second")
+    parser.add_argument("--load", type=int, default=200, help="background clicks per second")
     parser.add_argument("--interval", type=float, default=0.25, help="seconds between probes")
     parser.add_argument("--poll", type=float, default=0.1, help="seconds between visibility queries")
     parser.add_argument("--timeout", type=float, default=60, help="seconds to wait for the last probe")
     args = parser.parse_args()
 
-    cfg = load(private_env("bench-druid", DRUID_TASK_DURATION="PT1H"))
-    schema = schemas.current("EnrichedClick")
-    run = uuid.uuid4().hex[:6]
-    acked: dict[str, float] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="druid-freshness-"))
+    base = load()
+    run = Run(base.kafka_bootstrap, workdir, partitions=2, env={
+        # every request comes from 127.0.0.1: the per-IP rate rule would flag the load as a bot
+        "CLICKPIPE_BOT_MAX_IP_EVENTS": "100000000"})
+    cfg = load(private_env("bench-druid", DRUID_TASK_DURATION="PT1H", TOPIC_ENRICHED=run.topics["enriched"],
+                           TOPIC_SESSIONS=run.topics["sessions"]))
+    probe_run = uuid.uuid4().hex[:6]
+    answered: dict[str, float] = {}
     seen: dict[str, float] = {}
+    achieved: list[float] = []
+    run.create_topics()
+    collector = None
+    try:
+        with private_druid(cfg, create_topics=False) as client:
+            supervisors.apply(client, cfg)
+            worker = run.start_worker()
+            run.wait_ready(worker)
+            collector, url = _start_collector(run)
+            stop = threading.Event()
+            loader = threading.Thread(target=_background, args=(url, args.load, stop, achieved), daemon=True)
+            loader.start()
+            # Probes measure steady state: wait until the load is visible in Druid.
+            if not isinstance(wait_for(lambda: count_rows(client, cfg.druid_clicks_datasource), bool, 180), int):
+                sys.exit("the background load never became visible in Druid")
+            time.sleep(5)
 
-    with private_druid(cfg) as client:
-        client.submit_supervisor(specs.build(specs.load_declaration()["clicks"], cfg))
-        stop = threading.Event()
-        sent: list[float] = []
-        loader = threading.Thread(target=_background, args=(cfg, schema, args.load, stop, sent), daemon=True)
-        loader.start()
-        # Wait until the supervisor's task reads the load, so probes measure steady state.
-        if not isinstance(wait_for(lambda: count_rows(client, cfg.druid_clicks_datasource),
-                                   lambda n: bool(n), timeout=180), int):
-            sys.exit("the background load never became visible in Druid")
-        time.sleep(5)
-
-        polling = threading.Event()
-
-        def poll() -> None:
-            since = time.time() - 60
+            polling = threading.Event()
             query = (f"SELECT DISTINCT url_path FROM \"{cfg.druid_clicks_datasource}\" "
-                     f"WHERE __time >= MILLIS_TO_TIMESTAMP({int(since * 1000)}) "
-                     f"AND url_path LIKE '/probe/{run}/%'")
-            while not polling.is_set():
-                try:
-                    rows = client.sql(query)
-                except DruidError:
-                    rows = []
-                now = time.time()
-                for row in rows:
-                    seen.setdefault(row["url_path"], now)
-                time.sleep(args.poll)
+                     f"WHERE __time >= CURRENT_TIMESTAMP - INTERVAL '10' MINUTE "
+                     f"AND url_path LIKE '/probe/{probe_run}/%'")
 
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
-        producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap, "linger.ms": 0})
-        for i in range(args.probes):
-            path = f"/probe/{run}/{i}"
-            record = enriched_click(party_id=f"probe-{i}", session_id=f"probe-s{i}", url_path=path)
+            def poll() -> None:
+                while not polling.is_set():
+                    try:
+                        rows = client.sql(query)
+                    except DruidError:
+                        rows = []
+                    now = time.time()
+                    for row in rows:
+                        seen.setdefault(row["url_path"], now)
+                    time.sleep(args.poll)
 
-            def delivered(err, _msg, path=path):
-                if err is None:
-                    acked[path] = time.time()
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+            http = requests.Session()
+            for i in range(args.probes):
+                path = f"/probe/{probe_run}/{i}"
+                response = http.post(f"{url}/events", json=[_event(f"probe-party-{i:05d}", path)],
+                                     headers={"User-Agent": UA}, timeout=10)
+                if response.status_code // 100 == 2:
+                    answered[path] = time.time()
+                time.sleep(args.interval)
+            deadline = time.monotonic() + args.timeout
+            while len(seen.keys() & answered.keys()) < len(answered) and time.monotonic() < deadline:
+                time.sleep(0.5)
+            polling.set()
+            stop.set()
+            poller.join(10)
+            loader.join(30)
+    finally:
+        if collector is not None:
+            collector.send_signal(signal.SIGTERM)
+            collector.wait(60)
+        run.kill_workers(signal.SIGTERM)
+        run.delete_topics()
 
-            producer.produce(cfg.topic_enriched, key=record["party_id"].encode(),
-                             value=schemas.encode_framed(schema, record), on_delivery=delivered)
-            producer.flush(10)
-            time.sleep(args.interval)
-        deadline = time.monotonic() + args.timeout
-        while len(seen.keys() & acked.keys()) < len(acked) and time.monotonic() < deadline:
-            time.sleep(0.5)
-        polling.set()
-        stop.set()
-        poller.join(10)
-        loader.join(60)
-
-    delays = sorted((seen[p] - acked[p]) * 1000 for p in acked if p in seen)
-    missing = len(acked) - len(delays)
+    delays = sorted((seen[p] - answered[p]) * 1000 for p in answered if p in seen)
     quantiles = statistics.quantiles(delays, n=100, method="inclusive")
-    print(f"{len(delays)} probes visible ({missing} not within {args.timeout:.0f} s), background load "
-          f"{args.load}/s ({sent[0] if sent else 0:.0f}/s achieved), poll every {args.poll * 1000:.0f} ms")
+    print(f"{len(delays)} of {args.probes} probes visible ({len(answered) - len(delays)} answered 2xx but not "
+          f"visible within {args.timeout:.0f} s); background load {args.load}/s "
+          f"({achieved[0] if achieved else 0:.0f}/s achieved); poll every {args.poll * 1000:.0f} ms")
     print(f"freshness ms: p50 {quantiles[49]:.0f}  p95 {quantiles[94]:.0f}  max {delays[-1]:.0f}")
 
 

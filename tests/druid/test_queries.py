@@ -7,7 +7,7 @@ import json
 import random
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, Callable, Iterable
 
 import pytest
