@@ -85,6 +85,9 @@ def simulate(args: argparse.Namespace) -> int:
         if truth is not None:
             truth.close()
     print(json.dumps(summary))
+    if not stats.parties:
+        print(f"[simulate] no party fits in {args.duration:g}s with a session gap of {timing.gap_s}s: "
+              "lengthen --duration or shorten CLICKPIPE_SESSION_GAP_SECONDS", file=sys.stderr)
     return 0 if stats.accepted else 1
 
 

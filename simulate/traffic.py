@@ -197,6 +197,8 @@ async def _run(parties: Iterator[Party], url: str, duration_s: float, concurrenc
             for task in done:
                 if task.exception() is not None:
                     raise task.exception()
+        if time.monotonic() < deadline:  # the run lasts its duration even if the plan ran out early
+            await asyncio.sleep(deadline - time.monotonic())
         stats.elapsed_s = min(time.monotonic(), deadline) - t0
     return stats
 
