@@ -103,7 +103,7 @@ class CollectorProcess:
             try:
                 if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # refused, or too slow under load: try again
                 pass
             time.sleep(0.3)
         raise RuntimeError(f"collector not ready after {timeout}s:\n{self.output()}")
