@@ -39,6 +39,9 @@ SWEEP_PARTY = b"sweep-party"
 SWEEP_IP = b"sweep-ip"
 TIMING_SAMPLE = 128  # time the steps of one event in this many
 YIELD_EVERY = 1000  # table entries the sweep timer scans between yields to the event loop
+# Outputs wait in memory until the commit that covers their record publishes them; past this
+# many records since the agent last committed, it commits before reading on (backpressure).
+MAX_UNCOMMITTED = 2000
 
 
 class Enricher:
@@ -58,6 +61,7 @@ class Enricher:
         self.position: dict[int, int] = {}  # partition -> offset of the latest record processed
         self.recent_ticks: dict[tuple[bytes, bytes, int], float] = {}
         self._count = 0
+        self._uncommitted = 0
         t = settings
         self._in = metrics.records_in.labels(t.topic_raw)
         self._out_enriched = metrics.records_out.labels(t.topic_enriched)
@@ -113,6 +117,14 @@ class Enricher:
         self._out_enriched.inc()
         if record.get("is_bot"):
             self.metrics.bots.labels(record["bot_reason"]).inc()
+
+    async def after(self, event: faust.types.EventT) -> None:
+        """Between records: commit when too many records' outputs are waiting in memory."""
+        self._uncommitted += 1
+        if self._uncommitted >= MAX_UNCOMMITTED:
+            self._uncommitted = 0
+            event.ack()  # Faust acks it anyway when the next record is read; the commit must cover it
+            await self.app.consumer.commit()
 
     def _observe(self, step: str, seconds: float) -> None:
         self.metrics.step_seconds.labels(step).observe(seconds)
@@ -239,6 +251,7 @@ def register(app: faust.App, settings, tables: Tables, metrics: Metrics) -> Enri
     async def enrich(stream):
         async for event in stream.events():
             await enricher.handle(event)
+            await enricher.after(event)
 
     @app.timer(interval=float(settings.session_sweep_interval), name="sweep")
     async def sweep():
