@@ -43,7 +43,7 @@ def run(stack, tmp_path):
     yield r
     r.kill_workers(signal.SIGTERM)
     r.delete_topics()
-    admin.delete_topics([r.env["PURCHASES_TOPIC"]])
+    admin.delete_topics([r.env["PURCHASES_TOPIC"]])[r.env["PURCHASES_TOPIC"]].result(30)
 
 
 def test_documented_purchases_agent_forwards_human_purchases(run, raw_click):
