@@ -63,9 +63,10 @@ _UNDECODABLE_HINT = (" — a record on the topic is not framed Avro of a schema 
 def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
     """One row per declared supervisor: state, lag (records behind the topic) and last error.
 
-    The last error is, while its tasks are unhealthy, the error of its latest failed task,
-    otherwise the supervisor's latest recent error. A supervisor that was never applied (or
-    was terminated) has state ``NOT APPLIED``.
+    When the supervisor's latest completed task failed, the last error is that task's error
+    and a ``RUNNING`` state becomes ``RUNNING (last task failed)``; otherwise the last error is
+    the supervisor's latest recent error. A supervisor that was never applied (or was
+    terminated) has state ``NOT APPLIED``.
     """
     running = set(client.supervisor_ids())
     rows = []
@@ -78,9 +79,11 @@ def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
             state = payload.get("detailedState") or payload.get("state")
             row["state"] = state if payload.get("healthy", True) else f"{state} (unhealthy)"
             row["lag"] = payload.get("aggregateLag")
-            task = client.latest_task(supervisor_id) if not payload.get("healthy", True) else None
+            task = client.latest_task(supervisor_id)
             errors = payload.get("recentErrors") or []
             if task and task.get("status") == "FAILED":
+                if row["state"] == "RUNNING":  # Druid flags a supervisor only after several failures
+                    row["state"] = "RUNNING (last task failed)"
                 message = task.get("errorMsg") or "task failed"
                 hint = _UNDECODABLE_HINT if _UNDECODABLE in message else ""
                 row["last_error"] = f"{task.get('createdTime', '')} {message}{hint}"
