@@ -36,6 +36,7 @@ _DIMENSION_AVRO = {
     "double": {"float", "double", "int", "long"},
     "float": {"float", "double", "int", "long"},
     "boolean": {"boolean"},
+    "url": {"string"},
 }
 _NUMERIC = {"int", "long", "float", "double"}
 # Metric type -> Avro primitive types its field may have (None: takes no field).
@@ -226,7 +227,7 @@ def build(ds: Datasource, settings: Settings, versions: list[schemas.Schema] | N
 
     dimensions: list[Any] = []
     for name, kind in ds.dimensions.items():
-        dimensions.append(name if kind in ("string", "boolean") else {"type": kind, "name": name})
+        dimensions.append(name if kind in ("string", "boolean", "url") else {"type": kind, "name": name})
     flatten = [{"type": "path", "name": ds.map_dimension(f, k), "expr": f"$.{f}.{k}"}
                for f, keys in ds.maps.items() for k in keys]
     dimensions += [f["name"] for f in flatten]
@@ -243,6 +244,9 @@ def build(ds: Datasource, settings: Settings, versions: list[schemas.Schema] | N
          "expression": f'if("{m.field}" == {_druid_literal(m.equals)}, 1, 0)'}
         for m in ds.metrics if m.type == "countWhere"
     ]
+    # A transform named like its input replaces it: URLs keep scheme, host and path only.
+    transforms += [{"type": "expression", "name": name, "expression": f"regexp_extract(\"{name}\", '^[^?#]*')"}
+                   for name, kind in ds.dimensions.items() if kind == "url"]
     spec: dict[str, Any] = {
         "type": "kafka",
         "spec": {

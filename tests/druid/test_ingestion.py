@@ -92,7 +92,8 @@ def test_sessions_spec_ingests_durations_bounces_and_visitors(stack):
     ds = DECLARATION["sessions"]
     durations = [1000 * (i + 1) for i in range(101)]  # median 51 s
     records = [session(party_id=f"p{i % 25}", duration_ms=d, page_views=1 + i % 3, bounce=i % 4 == 0,
-                       is_bot=i == 0) for i, d in enumerate(durations)]
+                       is_bot=i == 0, landing_page=f"https://shop.example.com/p{i % 2}?email=a%40b.example#top")
+               for i, d in enumerate(durations)]
 
     with private_druid(cfg) as client:
         produce_framed(cfg, ds.topic(cfg), schemas.current("Session"), records)
@@ -112,4 +113,7 @@ def test_sessions_spec_ingests_durations_bounces_and_visitors(stack):
             "visitors": 25,
             "bots": 1,
         }
+        landing = client.sql(f'SELECT landing_page, SUM("count") AS n FROM "{ds.name(cfg)}" GROUP BY 1 ORDER BY 1')
+        assert landing == [{"landing_page": "https://shop.example.com/p0", "n": 51},
+                           {"landing_page": "https://shop.example.com/p1", "n": 50}]
         assert client.supervisor_status(ds.name(cfg))["payload"]["recentErrors"] == []
