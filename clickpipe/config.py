@@ -93,7 +93,7 @@ class Settings:
     druid_sessions_datasource: str  # DRUID_SESSIONS_DATASOURCE: datasource and supervisor id of sessions (sessions)
     druid_task_count: int  # DRUID_TASK_COUNT: reading tasks per supervisor, at most the topic's partitions (1)
     druid_replicas: int  # DRUID_REPLICAS: copies of each reading task (1)
-    druid_task_duration: str  # DRUID_TASK_DURATION: ISO period a task reads before it publishes (PT1H)
+    druid_task_duration: str  # DRUID_TASK_DURATION: ISO period a task reads before it publishes (PT10M; see docs/druid.md)
     druid_start_delay: str  # DRUID_START_DELAY: ISO period before a new supervisor starts managing tasks (PT5S)
     druid_supervisor_period: str  # DRUID_SUPERVISOR_PERIOD: ISO period of the supervisor's management loop (PT30S)
     druid_query_timeout: int  # DRUID_QUERY_TIMEOUT: seconds an API call or report query may take (60)
@@ -215,7 +215,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         druid_sessions_datasource=r.str("DRUID_SESSIONS_DATASOURCE", "sessions"),
         druid_task_count=r.int("DRUID_TASK_COUNT", 1, minimum=1),
         druid_replicas=r.int("DRUID_REPLICAS", 1, minimum=1),
-        druid_task_duration=r.str("DRUID_TASK_DURATION", "PT1H"),
+        druid_task_duration=r.str("DRUID_TASK_DURATION", "PT10M"),
         druid_start_delay=r.str("DRUID_START_DELAY", "PT5S"),
         druid_supervisor_period=r.str("DRUID_SUPERVISOR_PERIOD", "PT30S"),
         druid_query_timeout=r.int("DRUID_QUERY_TIMEOUT", 60, minimum=1),

@@ -104,4 +104,5 @@ def test_druid_ingests_raw_avro_from_kafka_with_inline_schema(stack):
         assert druid.supervisor_status(topic)["payload"]["recentErrors"] == []
     finally:
         druid.supervisor_action(topic, "terminate")
+        druid.shutdown_tasks(topic)  # else the publishing task waits for a hand-off of dropped segments
         druid.drop_datasource(topic)
