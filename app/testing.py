@@ -103,6 +103,21 @@ class Run:
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready after {timeout}s; see {proc.log_path}")
 
+    def kill_9_cycles(self, worker: subprocess.Popen, feeder, kills: int) -> subprocess.Popen:
+        """SIGKILL ``worker`` ``kills`` times while the ``feeder`` thread is still producing,
+        restarting it each time (the later kills hit it while it works through the backlog).
+        Returns the last worker, running."""
+        for k in range(kills):
+            assert worker.poll() is None, "worker died on its own"
+            assert feeder.is_alive(), "the stream ended before the kills: not a mid-stream test"
+            worker.send_signal(signal.SIGKILL)
+            worker.wait(timeout=30)
+            self.workers.remove(worker)
+            worker = self.start_worker(f"worker-{k + 1}.log")
+            self.wait_ready(worker)
+            time.sleep(0.5 if k < kills - 1 else 0)
+        return worker
+
     def metrics(self, proc: subprocess.Popen) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{proc.web_port}/metrics", timeout=10) as resp:
             return resp.read().decode()

@@ -60,6 +60,19 @@ class _PixelBase:
         reject(reason)
         resp.set_header("X-Clickpipe-Rejected", reason)
 
+    def _admit(self, req: falcon.Request, resp: falcon.Response) -> list[tuple[str, str]] | None:
+        """Answer the GIF; the query's pairs, or None (reason recorded) if the request is refused."""
+        self._gif(resp)
+        pairs = query_pairs(req.query_string)
+        if pairs is None:
+            self._refuse(resp, "too_many_fields")
+            return None
+        blocked = self.intake.blocked(req)
+        if blocked:
+            self._refuse(resp, blocked)
+            return None
+        return pairs
+
     def _queue(self, resp: falcon.Response, record: dict, source: str) -> bool:
         try:
             self.intake.accept([record], source)
@@ -78,13 +91,9 @@ class PixelResource(_PixelBase):
     """
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._gif(resp)
-        pairs = query_pairs(req.query_string)
+        pairs = self._admit(req, resp)
         if pairs is None:
-            return self._refuse(resp, "too_many_fields")
-        blocked = self.intake.blocked(req)
-        if blocked:
-            return self._refuse(resp, blocked)
+            return
         source = "tag" if ("via", "tag") in pairs else "pixel"
         event = pixel_event(pairs)
         ctx = self.intake.context(req, source, no_js=source == "pixel", with_party="party_id" not in event)
@@ -99,13 +108,9 @@ class DivolteResource(_PixelBase):
     """``GET /csc-event``: Divolte's tag, unchanged (see :mod:`collector.divolte`)."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        self._gif(resp)
-        pairs = query_pairs(req.query_string)
+        pairs = self._admit(req, resp)
         if pairs is None:
-            return self._refuse(resp, "too_many_fields")
-        blocked = self.intake.blocked(req)
-        if blocked:
-            return self._refuse(resp, blocked)
+            return
         record = divolte.to_record(pairs, self.intake.context(req, "divolte", with_party=False))
         if isinstance(record, Rejection):
             return self._refuse(resp, record.reason)

@@ -159,15 +159,7 @@ def test_exactly_once_into_druid_across_kill_9_of_the_worker(run):
         run.wait_ready(worker)
         sender.start()
         time.sleep(6)
-        for k in range(KILLS):
-            assert worker.poll() is None, "worker died on its own"
-            assert sender.is_alive(), "the stream ended before the kills: not a mid-stream test"
-            worker.send_signal(signal.SIGKILL)
-            worker.wait(timeout=30)
-            run.workers.remove(worker)
-            worker = run.start_worker(f"worker-{k + 1}.log")
-            run.wait_ready(worker)
-            time.sleep(0.5 if k < KILLS - 1 else 0)  # kill again while it works through the backlog
+        run.kill_9_cycles(worker, sender, KILLS)
         sender.join(timeout=180)
         unique = {(r["party_id"], r["event_id"]) for r in produced}
         assert len(unique) == PARTIES * EVENTS * WAVES

@@ -63,15 +63,7 @@ def test_kill_9_three_times_loses_and_duplicates_nothing(run, raw_click):
     run.wait_ready(worker)
     producer.start()
     time.sleep(7)
-    for k in range(KILLS):
-        assert worker.poll() is None, "worker died on its own"
-        assert producer.is_alive(), "the stream ended before the kills: not a mid-stream test"
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=30)
-        run.workers.remove(worker)
-        worker = run.start_worker(f"worker-{k + 1}.log")
-        run.wait_ready(worker)
-        time.sleep(0.5 if k < KILLS - 1 else 0)  # kill again while it works through the backlog
+    run.kill_9_cycles(worker, producer, KILLS)
     producer.join(timeout=120)
     assert len(produced) == PARTIES * EVENTS * WAVES
 
