@@ -2,7 +2,8 @@
 
 Tests that request ``stack`` (directly or through another fixture) run against the real
 local Kafka + Druid stack; the first such test starts it (or reuses one already up) and it
-is left running for the rest of the session. Every other test is a unit test. The markers
+is left running for the rest of the session. A test that starts services of its own (say, a
+private broker) marks itself ``stack`` instead. Every other test is a unit test. The markers
 ``stack`` and ``unit`` are set automatically, so ``pytest -m unit`` runs without services.
 """
 
@@ -15,7 +16,10 @@ from clickpipe.config import Settings, settings
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        item.add_marker(pytest.mark.stack if "stack" in item.fixturenames else pytest.mark.unit)
+        if "stack" in item.fixturenames:
+            item.add_marker(pytest.mark.stack)
+        elif item.get_closest_marker("stack") is None:  # marked stack explicitly: not a unit test
+            item.add_marker(pytest.mark.unit)
 
 
 @pytest.fixture(scope="session")
