@@ -64,6 +64,13 @@ def fetch_test_databases(cache_dir: Path) -> Path:
     return target
 
 
+def test_database_env(cache_dir: Path) -> dict[str, str]:
+    """``CLICKPIPE_GEOIP_*`` variables naming MaxMind's City and ASN test databases (fetched once)."""
+    data = fetch_test_databases(cache_dir) / "test-data"
+    return {"CLICKPIPE_GEOIP_CITY_DB": str(data / "GeoIP2-City-Test.mmdb"),
+            "CLICKPIPE_GEOIP_ASN_DB": str(data / "GeoLite2-ASN-Test.mmdb")}
+
+
 if __name__ == "__main__":
     from clickpipe.config import settings
 

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "simulate"))
 
-from app.geodata import fetch_test_databases  # noqa: E402
+from app.geodata import test_database_env  # noqa: E402
 from clickpipe.config import settings  # noqa: E402
 from simulation_support import deployment  # noqa: E402
 
@@ -37,9 +37,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=64)
     args = parser.parse_args()
-    data = fetch_test_databases(settings.cache_dir) / "test-data"
-    geo = {"CLICKPIPE_GEOIP_CITY_DB": str(data / "GeoIP2-City-Test.mmdb"),
-           "CLICKPIPE_GEOIP_ASN_DB": str(data / "GeoLite2-ASN-Test.mmdb")}
+    geo = test_database_env(settings.cache_dir)
     with tempfile.TemporaryDirectory(prefix="accuracy-") as tmp:
         workdir = Path(tmp)
         truth = workdir / "truth.jsonl"

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import schemas
-from app.geodata import fetch_test_databases
+from app.geodata import test_database_env
 from app.testing import Run
 from clickpipe.config import load, settings
 from steps import Context, Drop, Pipeline
@@ -197,9 +197,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=150_000)
     parser.add_argument("--parties", type=int, default=30_000)
     args = parser.parse_args()
-    data = fetch_test_databases(settings.cache_dir) / "test-data"
-    geo_env = {"CLICKPIPE_GEOIP_CITY_DB": str(data / "GeoIP2-City-Test.mmdb"),
-               "CLICKPIPE_GEOIP_ASN_DB": str(data / "GeoLite2-ASN-Test.mmdb")}
+    geo_env = test_database_env(settings.cache_dir)
     records = traffic(args.events, args.parties)
     report = {"events": len(records), "parties": len({r["party_id"] for r in records})}
     tmp = tempfile.mkdtemp(prefix="pipeline-bench-")  # kept: worker logs for the record

@@ -24,11 +24,10 @@ from stack.process import ManagedProcess
 
 @dataclass
 class Component:
-    """A Python process of the pipeline, probed by ``ready_url`` (or its port being open)."""
+    """A Python process of the pipeline; ready when ``ready_url`` answers 200 (None: once started)."""
 
     name: str
     command: list[str]
-    port: int
     ready_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
@@ -51,19 +50,19 @@ class Launcher:
         # The demo traffic comes from 127.0.0.1 and names its simulated client in
         # X-Forwarded-For, as a proxy would: only then trust one hop.
         collector_env = {"CLICKPIPE_COLLECTOR_TRUSTED_HOPS": "1"} if simulate else {}
-        parts = [Component("collector", cli + ["collector"], s.collector_port, f"{collector_url}/readyz",
-                           env=collector_env)]
+        parts = [Component("collector", cli + ["collector"], f"{collector_url}/readyz", env=collector_env)]
+        geo_env = self._geo_env()
         for n in range(workers):
             port = s.pipeline_web_port + n
             parts.append(Component(
-                f"worker-{n + 1}", cli + ["worker"], port, f"http://127.0.0.1:{port}/metrics",
+                f"worker-{n + 1}", cli + ["worker"], f"http://127.0.0.1:{port}/metrics",
                 env={"CLICKPIPE_PIPELINE_DATADIR": str(s.state_dir / f"pipeline-{n + 1}"),
-                     "CLICKPIPE_PIPELINE_WEB_PORT": str(port), **self._geo_env()}))
-        parts.append(Component("dashboard", cli + ["dashboard"], s.dashboard_port,
+                     "CLICKPIPE_PIPELINE_WEB_PORT": str(port), **geo_env}))
+        parts.append(Component("dashboard", cli + ["dashboard"],
                                f"http://{s.dashboard_host}:{s.dashboard_port}/healthz"))
         if simulate:
             parts.append(Component("simulate", cli + ["simulate", "--url", collector_url, "--rate", str(rate),
-                                                      "--duration", str(365 * 24 * 3600)], 0))
+                                                      "--duration", str(365 * 24 * 3600)]))
         return parts
 
     def _geo_env(self) -> dict[str, str]:
@@ -71,12 +70,12 @@ class Launcher:
         s = self.settings
         if s.geoip_city_db.exists() and s.geoip_asn_db.exists():
             return {}
-        from app.geodata import fetch_test_databases
+        from app.geodata import test_database_env
 
-        data = fetch_test_databases(s.cache_dir) / "test-data"
-        self.echo(f"[up] no GeoIP database at {s.geoip_city_db}: using MaxMind's test databases from {data}")
-        return {"CLICKPIPE_GEOIP_CITY_DB": str(data / "GeoIP2-City-Test.mmdb"),
-                "CLICKPIPE_GEOIP_ASN_DB": str(data / "GeoLite2-ASN-Test.mmdb")}
+        env = test_database_env(s.cache_dir)
+        self.echo(f"[up] no GeoIP database at {s.geoip_city_db}: using MaxMind's test databases "
+                  f"({env['CLICKPIPE_GEOIP_CITY_DB']})")
+        return env
 
     def _process(self, name: str) -> ManagedProcess:
         return ManagedProcess(name, self.run_dir, self.settings.state_dir / "logs" / f"{name}.log")

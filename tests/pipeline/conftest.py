@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.geodata import fetch_test_databases
+from app.geodata import fetch_test_databases, test_database_env
 from clickpipe.config import load, settings as default_settings
 
 _ids = itertools.count(1)
@@ -19,17 +19,18 @@ def maxmind() -> Path:
     return fetch_test_databases(default_settings.cache_dir)
 
 
+@pytest.fixture(scope="session")
+def geo_env() -> dict[str, str]:
+    """``CLICKPIPE_GEOIP_*`` variables naming the City and ASN test databases."""
+    return test_database_env(default_settings.cache_dir)
+
+
 @pytest.fixture
-def make_settings(maxmind):
+def make_settings(geo_env):
     """Settings from ``CLICKPIPE_*``-less keyword overrides, geo pointed at the test databases."""
 
     def make(**env):
-        base = {
-            "GEOIP_CITY_DB": str(maxmind / "test-data" / "GeoIP2-City-Test.mmdb"),
-            "GEOIP_ASN_DB": str(maxmind / "test-data" / "GeoLite2-ASN-Test.mmdb"),
-        }
-        base.update({k: str(v) for k, v in env.items()})
-        return load({f"CLICKPIPE_{k}": v for k, v in base.items()})
+        return load({**geo_env, **{f"CLICKPIPE_{k}": str(v) for k, v in env.items()}})
 
     return make
 

@@ -50,15 +50,13 @@ def broker(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def run(broker, maxmind, tmp_path):
+def run(broker, geo_env, tmp_path):
     _, settings = broker
-    test_data = maxmind / "test-data"
     workdir = tmp_path / "pipeline"
     workdir.mkdir()
     r = Run(settings.kafka_bootstrap, workdir, partitions=settings.partitions, env={
         "CLICKPIPE_PIPELINE_COMMIT_INTERVAL_MS": "500",
-        "CLICKPIPE_GEOIP_CITY_DB": str(test_data / "GeoIP2-City-Test.mmdb"),
-        "CLICKPIPE_GEOIP_ASN_DB": str(test_data / "GeoLite2-ASN-Test.mmdb"),
+        **geo_env,
     })
     r.create_topics()
     yield r

@@ -19,14 +19,12 @@ BOT_PARTIES = {"party-00", "party-01"}
 
 
 @pytest.fixture
-def run(stack, maxmind, tmp_path):
-    test_data = maxmind / "test-data"
+def run(stack, geo_env, tmp_path):
     r = Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions, env={
         "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
         "CLICKPIPE_SESSION_SWEEP_SECONDS": "1",
         "CLICKPIPE_KEEP_DUPLICATES": "true",
-        "CLICKPIPE_GEOIP_CITY_DB": str(test_data / "GeoIP2-City-Test.mmdb"),
-        "CLICKPIPE_GEOIP_ASN_DB": str(test_data / "GeoLite2-ASN-Test.mmdb"),
+        **geo_env,
     })
     r.create_topics()
     yield r
