@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from clickpipe.config import ConfigError
+from clickpipe.formatting import render
 
 
 def _stack(args: argparse.Namespace) -> int:
@@ -28,10 +31,7 @@ def _stack(args: argparse.Namespace) -> int:
             manager.create_topics()
         elif args.action == "status":
             rows = manager.status()
-            widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in ("service", "pid", "address", "state")}
-            print("  ".join(k.upper().ljust(w) for k, w in widths.items()))
-            for r in rows:
-                print("  ".join(str(r[k] if r[k] is not None else "-").ljust(w) for k, w in widths.items()))
+            print(render([{k: r[k] for k in ("service", "pid", "address", "state")} for r in rows]))
             return 0 if all(r["state"] == "healthy" for r in rows) else 3
         elif args.action == "logs":
             svc = manager.service(args.service)
@@ -43,18 +43,20 @@ def _stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _become_python(*args: str) -> NoReturn:
+    """Replace this process by ``python -m <args>`` (servers run under their own name and signals)."""
+    os.execv(sys.executable, [sys.executable, "-m", *args])
+
 
 def _worker(args: argparse.Namespace) -> NoReturn:
     """Become a Faust worker of the pipeline app (settings come from CLICKPIPE_* as usual)."""
-    import os
+    _become_python("faust", "-A", "app.main", "worker", "-l", args.loglevel)
 
-    os.execv(sys.executable, [sys.executable, "-m", "faust", "-A", "app.main", "worker", "-l", args.loglevel])
 
 def _druid(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from druid import supervisors
     from druid.client import DruidClient, DruidError
-    from druid.formatting import render
     from druid.specs import DeclarationError
 
     client = DruidClient(settings, timeout=settings.druid_query_timeout)
@@ -81,7 +83,6 @@ def _report(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from druid import queries
     from druid.client import DruidError
-    from druid.formatting import render
 
     try:
         rows = queries.run(queries.Reports(settings), args.name, since=args.since, until=args.until,
@@ -124,18 +125,12 @@ def _down(args: argparse.Namespace) -> int:
 
 def _collector(args: argparse.Namespace) -> NoReturn:
     """Become the collector's gunicorn server (collector/gunicorn.conf.py)."""
-    import os
-    from pathlib import Path
-
-    conf = Path(__file__).resolve().parent.parent / "collector" / "gunicorn.conf.py"
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "-c", str(conf)])
+    _become_python("gunicorn", "-c", str(Path(__file__).resolve().parent.parent / "collector" / "gunicorn.conf.py"))
 
 
 def _dashboard(args: argparse.Namespace) -> NoReturn:
     """Become the dashboard's gunicorn server."""
-    import os
-
-    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", "python:dashboard.gunicorn_conf"])
+    _become_python("gunicorn", "--config", "python:dashboard.gunicorn_conf")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,9 +61,6 @@ class ManagedProcess:
         self.pid_file.write_text(f"{proc.pid} {_start_time(proc.pid)}\n")
         return proc.pid
 
-    def exited(self) -> bool:
-        return self.pid() is None
-
     def stop(self, timeout: float = 30.0) -> bool:
         """SIGTERM the process group, SIGKILL it after ``timeout`` s. True if it was running."""
         pid = self.pid()
