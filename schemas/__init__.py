@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -33,6 +34,7 @@ from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 SCHEMA_DIR = Path(__file__).resolve().parent
 HEADER_NAME = "schema"
 HEADER_FINGERPRINT = "schema-fingerprint"
+FRAME_VERSION = 1
 
 
 class SchemaError(ValueError):
@@ -52,6 +54,11 @@ class Schema:
     def druid_id(self) -> int:
         """Schema id in framed values: the fingerprint's low 31 bits (Druid keys ids as Java ints)."""
         return int(self.fingerprint, 16) & 0x7FFFFFFF
+
+    @cached_property
+    def frame_prefix(self) -> bytes:
+        """The first five bytes of a framed value written with this schema."""
+        return bytes([FRAME_VERSION]) + self.druid_id.to_bytes(4, "big")
 
     @property
     def headers(self) -> list[tuple[str, bytes]]:
@@ -105,12 +112,9 @@ def encode(schema: Schema, record: Mapping[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-FRAME_VERSION = 1
-
-
 def encode_framed(schema: Schema, record: Mapping[str, Any]) -> bytes:
     """Version byte + schema id + raw Avro: the value format of Druid-facing topics."""
-    return bytes([FRAME_VERSION]) + schema.druid_id.to_bytes(4, "big") + encode(schema, record)
+    return schema.frame_prefix + encode(schema, record)
 
 
 def versions(name: str) -> list[Schema]:
@@ -138,7 +142,7 @@ def decode_message(value: bytes, headers: Iterable[tuple[str, bytes | None]] | N
     practically impossible), else it is plain Avro. :class:`SchemaError` if it is neither.
     """
     writer = writer_from_headers(headers)
-    if value[:1] == bytes([FRAME_VERSION]) and value[1:5] == writer.druid_id.to_bytes(4, "big"):
+    if value[:5] == writer.frame_prefix:
         return decode(value[5:], writer)
     return decode(value, writer)
 
