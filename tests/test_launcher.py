@@ -34,6 +34,15 @@ def _wait_for_line(path, text: str, proc: subprocess.Popen, timeout: float) -> N
     raise AssertionError(f"no {text!r} after {timeout}s:\n{path.read_text()[-4000:]}")
 
 
+def _diagnosis(out, settings) -> str:
+    """The launcher's output and the end of each log it wrote, for a failure message."""
+    parts = [out.read_text()[-3000:]]
+    for log in sorted((settings.state_dir / "logs").glob("*.log")):
+        if not log.name.startswith(("druid-", "kafka", "zookeeper")):
+            parts.append(f"--- {log.name}\n" + "\n".join(log.read_text(errors="replace").splitlines()[-15:])[-3000:])
+    return "\n".join(parts)
+
+
 def test_up_runs_everything_and_ctrl_c_stops_only_what_it_started(stack, tmp_path):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")},
            **{f"CLICKPIPE_{k}": str(v) for k, v in PRIVATE.items()},
@@ -62,7 +71,7 @@ def test_up_runs_everything_and_ctrl_c_stops_only_what_it_started(stack, tmp_pat
             except DruidError:
                 pass  # the datasource appears with its first row
             time.sleep(3)
-        assert events > 0, out.read_text()[-4000:]
+        assert events > 0, _diagnosis(out, settings)
         summary = requests.get(f"http://127.0.0.1:{PRIVATE['DASHBOARD_PORT']}/api/summary", timeout=30).json()
         assert sum(r["events"] for r in summary["traffic"]) > 0
     finally:
