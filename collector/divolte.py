@@ -9,11 +9,13 @@ loss is visible): the record is flagged ``corrupted`` and the bad value left nul
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable
 
+from collector import mincode
 from collector.ids import is_valid_id
-from collector.mapping import FIELDS, MAX_URL, Context, Invalid, Rejection, build
+from collector.mapping import FIELDS, MAX_URL, Context, Invalid, Rejection, build, params_of
 
 _BASE36 = re.compile(r"[+-]?[0-9A-Za-z]{1,13}")
 _LONG = 2**63
@@ -112,16 +114,35 @@ MAPPING: dict[str, tuple[str, Callable[[str], Any]]] = {
     "h": ("viewport_height", _b36_int),
     "k": ("device_pixel_ratio", _b36_ratio),
 }
-"""Divolte parameter -> (RawClick field, converter). ``p`` (party) and ``n`` (new party)
-are handled apart; ``u`` (custom parameters in Divolte's "mincode" JSON encoding) is kept
-undecoded as ``params["divolte_u"]``; ``f`` (first in session) is recomputed downstream."""
+"""Divolte parameter -> (RawClick field, converter). ``p`` (party), ``n`` (new party) and
+``u`` (custom parameters, see :func:`custom_params`) are handled apart; ``f`` (first in
+session) is recomputed downstream."""
 
 
-def to_record(pairs: list[tuple[str, str]], ctx: Context) -> dict | Rejection:
+def custom_params(encoded: str, max_params: int) -> dict[str, str]:
+    """Divolte's custom parameters (``u``, an object in :mod:`collector.mincode`) as ``params``.
+
+    Strings are kept as they are; numbers, booleans, null, arrays and objects become their
+    JSON text, so nothing the page sent is lost. The usual ``params`` limits apply (names,
+    count, value length). Raises :class:`Invalid` if ``encoded`` is not such an object.
+    """
+    try:
+        value = mincode.decode(encoded)
+    except mincode.MincodeError:
+        raise Invalid("mincode") from None
+    if not isinstance(value, dict):
+        raise Invalid("mincode")
+    return params_of({name: v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+                      for name, v in value.items()}, max_params)
+
+
+def to_record(pairs: list[tuple[str, str]], ctx: Context, max_params: int) -> dict | Rejection:
     """Map a ``/csc-event`` query (decoded pairs, in order) to a RawClick record.
 
     Rejected only without a usable party id (the Kafka key); any other bad value or a
-    checksum mismatch yields a record flagged ``corrupted``.
+    checksum mismatch yields a record flagged ``corrupted``. Custom parameters that cannot be
+    decoded or break the ``params`` limits are kept undecoded as ``params["divolte_u"]`` in a
+    record flagged ``corrupted``.
     """
     first: dict[str, str] = {}
     for name, value in pairs:
@@ -141,7 +162,11 @@ def to_record(pairs: list[tuple[str, str]], ctx: Context) -> dict | Rejection:
     if "event_id" not in values:
         values["corrupted"] = True
     if "u" in first:
-        values["params"] = {"divolte_u": first["u"][:MAX_URL]}
+        try:
+            values["params"] = custom_params(first["u"], max_params)
+        except Invalid:
+            values["params"] = {"divolte_u": first["u"][:MAX_URL]}
+            values["corrupted"] = True
     record = build(values, ctx)
     if isinstance(record, dict):
         record["new_party"] = first.get("n") == "t"

@@ -111,7 +111,8 @@ class DivolteResource(_PixelBase):
         pairs = self._admit(req, resp)
         if pairs is None:
             return
-        record = divolte.to_record(pairs, self.intake.context(req, "divolte", with_party=False))
+        record = divolte.to_record(pairs, self.intake.context(req, "divolte", with_party=False),
+                                   self.intake.settings.collector_max_params)
         if isinstance(record, Rejection):
             return self._refuse(resp, record.reason)
         if record["corrupted"]:

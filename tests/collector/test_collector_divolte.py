@@ -66,7 +66,7 @@ def divolte_query(**overrides) -> list[tuple[str, str]]:
 def test_valid_request_maps_all_fields_and_is_not_corrupted():
     pairs = divolte_signed(divolte_query())
     assert checksum_ok(pairs)
-    record = to_record(pairs, CTX)
+    record = to_record(pairs, CTX, 50)
     assert record["corrupted"] is False
     assert record["party_id"] == "0:lz3k8a1c:AbCdEfGhIjKlMnOpQrStUvWx"
     assert record["client_time"] == int("lz3k8a1e", 36)
@@ -78,25 +78,44 @@ def test_valid_request_maps_all_fields_and_is_not_corrupted():
 
 def test_tampered_value_is_flagged_corrupted_not_dropped():
     pairs = [(k, "https://evil.example/" if k == "l" else v) for k, v in divolte_signed(divolte_query())]
-    record = to_record(pairs, CTX)
+    record = to_record(pairs, CTX, 50)
     assert record["corrupted"] is True and record["location"] == "https://evil.example/"
 
 
 def test_missing_or_bad_checksum_is_corrupted():
-    assert to_record(divolte_query(), CTX)["corrupted"] is True
-    assert to_record(divolte_query() + [("x", "not base36!")], CTX)["corrupted"] is True
+    assert to_record(divolte_query(), CTX, 50)["corrupted"] is True
+    assert to_record(divolte_query() + [("x", "not base36!")], CTX, 50)["corrupted"] is True
 
 
 def test_bad_base36_field_is_null_and_corrupted():
-    record = to_record(divolte_signed(divolte_query(w="??")), CTX)
+    record = to_record(divolte_signed(divolte_query(w="??")), CTX, 50)
     assert record["viewport_width"] is None and record["corrupted"] is True
 
 
 def test_missing_or_invalid_party_is_rejected():
-    assert to_record(divolte_signed(divolte_query(p=None)), CTX) == Rejection("invalid_party_id")
-    assert to_record(divolte_signed(divolte_query(p="bad party")), CTX) == Rejection("invalid_party_id")
+    assert to_record(divolte_signed(divolte_query(p=None)), CTX, 50) == Rejection("invalid_party_id")
+    assert to_record(divolte_signed(divolte_query(p="bad party")), CTX, 50) == Rejection("invalid_party_id")
 
 
-def test_custom_params_kept_raw():
-    record = to_record(divolte_signed(divolte_query(u="(a'b)")), CTX)
-    assert record["params"] == {"divolte_u": "(a'b)"}
+def test_custom_params_are_decoded_into_params():
+    # what Divolte's tag sends for signal("buy", {sku: "A-1", qty: 36, price: 9.5, gift: true,
+    #                                               tags: ["x"], note: null})
+    u = "(ssku!A-1!dqty!10!jprice!9.5!tgift!atags!sx!.nnote!)"
+    record = to_record(divolte_signed(divolte_query(u=u)), CTX, 50)
+    assert record["params"] == {"sku": "A-1", "qty": "36", "price": "9.5", "gift": "true",
+                                "tags": '["x"]', "note": "null"}
+    assert record["corrupted"] is False
+
+
+@pytest.mark.parametrize("u", ["(a'b)", "sjust a string!", "(sbad name!x!)", "(ssku!unterminated"])
+def test_undecodable_custom_params_are_kept_raw_and_flagged(u):
+    record = to_record(divolte_signed(divolte_query(u=u)), CTX, 50)
+    assert record["params"] == {"divolte_u": u}
+    assert record["corrupted"] is True
+
+
+def test_too_many_custom_params_are_kept_raw_and_flagged():
+    u = "(" + "".join(f"dk{i}!{i}!" for i in range(3)) + ")"
+    assert to_record(divolte_signed(divolte_query(u=u)), CTX, 3)["params"] == {"k0": "0", "k1": "1", "k2": "2"}
+    record = to_record(divolte_signed(divolte_query(u=u)), CTX, 2)
+    assert record["params"] == {"divolte_u": u} and record["corrupted"] is True
