@@ -16,11 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import uuid
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 MARKER = "worker.running"
+# Who holds the marker: unique per process start, as a pid alone is not (in a container the
+# worker is pid 1 on every start, so its own crash would look like its current claim).
+OWNER = f"{os.getpid()}:{uuid.uuid4().hex}"
 
 
 def claim(datadir: Path, tabledir: Path) -> bool:
@@ -28,15 +32,15 @@ def claim(datadir: Path, tabledir: Path) -> bool:
     datadir.mkdir(parents=True, exist_ok=True)
     marker = datadir / MARKER
     wiped = False
-    if marker.exists() and marker.read_text().strip() == str(os.getpid()):
+    if marker.exists() and marker.read_text().strip() == OWNER:
         return False  # claimed already by this process (Faust may signal worker init twice)
     if marker.exists():
         if tabledir.exists():
             shutil.rmtree(tabledir)
             wiped = True
         log.warning("previous worker did not stop cleanly: local tables discarded, restoring from changelogs",
-                    extra={"tabledir": str(tabledir), "previous_pid": marker.read_text().strip()})
-    marker.write_text(str(os.getpid()))
+                    extra={"tabledir": str(tabledir), "previous": marker.read_text().strip()})
+    marker.write_text(OWNER)
     return wiped
 
 

@@ -160,6 +160,12 @@ class Settings:
     rocksdb_write_buffer_mb: int  # ROCKSDB_WRITE_BUFFER_MB: memtable size per table partition database (8)
     rocksdb_max_open_files: int  # ROCKSDB_MAX_OPEN_FILES: per table partition database (256)
 
+    @property
+    def collector_url(self) -> str:
+        """The collector's base URL from this host (a wildcard bind address is reached on loopback)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.collector_host, self.collector_host)
+        return f"http://{host}:{self.collector_port}"
+
 
 # Amazon, Google, Google Cloud, Microsoft, DigitalOcean, OVH, Hetzner, Linode, Vultr,
 # Alibaba, Tencent, Oracle: the usual sources of scripted traffic that claims to be a browser.

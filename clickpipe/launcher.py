@@ -46,7 +46,7 @@ class Launcher:
     def _components(self, workers: int, simulate: bool, rate: float) -> list[Component]:
         s = self.settings
         cli = [sys.executable, "-m", "clickpipe.cli"]
-        collector_url = f"http://{s.collector_host}:{s.collector_port}"
+        collector_url = s.collector_url
         # The demo traffic comes from 127.0.0.1 and names its simulated client in
         # X-Forwarded-For, as a proxy would: only then trust one hop.
         collector_env = {"CLICKPIPE_COLLECTOR_TRUSTED_HOPS": "1"} if simulate else {}
@@ -107,7 +107,7 @@ class Launcher:
         self.echo("\n".join([
             "",
             "clickpipe is running:",
-            f"  collector   http://{s.collector_host}:{s.collector_port}/  (tag: /tag.js, metrics: /metrics)",
+            f"  collector   {s.collector_url}/  (tag: /tag.js, metrics: /metrics)",
             f"  dashboard   http://{s.dashboard_host}:{s.dashboard_port}/",
             f"  Druid       {s.druid_router_url}/  (SQL: {s.druid_broker_url}/druid/v2/sql)",
             f"  logs        {s.state_dir / 'logs'}",

@@ -1,5 +1,6 @@
 /* clickpipe tag. Served by the collector at /tag.js with its configuration filled in.
-   API: clickpipe.signal(type, params) -> event id; clickpipe.optOut(); clickpipe.optIn(); clickpipe.flush() */
+   API: clickpipe.signal(type, params) -> event id; clickpipe.optOut(); clickpipe.optIn(); clickpipe.flush()
+   Calls queued before it loads, as [method, args...] in clickpipe.q (the async snippet), run once it has. */
 (function (w, d, n, C) {
   "use strict";
   if (w.clickpipe && w.clickpipe.v) return;
@@ -122,10 +123,15 @@
   w.addEventListener("pagehide", function () { leaving = true; flush(true); });
   d.addEventListener("visibilitychange", function () { if (d.visibilityState === "hidden") flush(true); });
 
+  var early = (w.clickpipe && w.clickpipe.q) || [];
   w.clickpipe = {
     v: 1, signal: signal, flush: function () { flush(); },
     optOut: function () { queue = []; setCookie(C.optOutCookie, "1", 63072000); },
     optIn: function () { setCookie(C.optOutCookie, "", 0); }
   };
   whenVisible(pageView);
+  for (var i = 0; i < early.length; i++) {
+    var f = w.clickpipe[early[i][0]];
+    if (typeof f === "function") f.apply(null, [].slice.call(early[i], 1));
+  }
 })(window, document, navigator, __CONFIG__);

@@ -19,7 +19,7 @@ def add_parsers(sub, settings_defaults) -> None:
                     "run the collector with CLICKPIPE_COLLECTOR_TRUSTED_HOPS=1. Session boundaries follow "
                     "CLICKPIPE_SESSION_GAP_SECONDS / CLICKPIPE_SESSION_SWEEP_SECONDS (use the worker's values). "
                     "See docs/simulate.md.")
-    sim.add_argument("--url", default=f"http://{s.collector_host}:{s.collector_port}", help="collector base URL")
+    sim.add_argument("--url", default=s.collector_url, help="collector base URL")
     sim.add_argument("--rate", type=float, default=20.0, help="planned events per second (default 20)")
     sim.add_argument("--duration", type=float, default=60.0, help="seconds to send (default 60)")
     sim.add_argument("--seed", type=int, default=None, help="plan seed (default: random, printed)")

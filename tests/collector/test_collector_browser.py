@@ -132,3 +132,27 @@ def test_session_rotates_on_an_idle_page_and_opt_out_stops_sending(stack):
         assert records[late]["session_id"] != records[first]["session_id"]
         assert records[late]["page_view_id"] == view["page_view_id"]  # same page, new session
         assert len({r["party_id"] for r in records.values()}) == 1
+
+
+ASYNC_PAGE = """<!doctype html><html><head><script>
+window.clickpipe = window.clickpipe || {{q: [], signal: function () {{
+  clickpipe.q.push(["signal"].concat([].slice.call(arguments))); }}}};
+clickpipe.signal("early", {{n: 1}});
+window.earlyWasQueued = clickpipe.q.length === 1;
+</script><script async src="{collector}/tag.js"></script></head><body></body></html>"""
+
+
+def test_calls_made_before_an_async_tag_loads_are_sent_once_it_has(stack):
+    with tagged_site(stack, ASYNC_PAGE) as (browser, origin, _, topic):
+        browser.navigate(origin + "/landing")
+        assert browser.wait_for("window.earlyWasQueued") is True
+        browser.wait_for("window.clickpipe && clickpipe.v === 1")
+        late = browser.evaluate("clickpipe.signal('late')")
+        browser.evaluate("clickpipe.flush()")
+
+        records = [decode(m) for m in topic.consume(3, timeout=20)]
+        by_type = {r["event_type"]: r for r in records}
+        assert sorted(by_type) == ["early", "late", "pageView"] and len(records) == 3, records
+        assert by_type["early"]["params"] == {"n": "1"}
+        assert by_type["late"]["event_id"] == late
+        assert by_type["early"]["page_view_id"] == by_type["pageView"]["page_view_id"]
