@@ -115,6 +115,7 @@ class Settings:
     collector_party_days: int  # COLLECTOR_PARTY_DAYS: party cookie lifetime in days (365)
     collector_session_cookie: str  # COLLECTOR_SESSION_COOKIE: tag-written session cookie (_cps)
     collector_optout_cookie: str  # COLLECTOR_OPTOUT_COOKIE: set by the tag's optOut(); the collector drops events carrying it (_cpo)
+    collector_consent_cookie: str  # COLLECTOR_CONSENT_COOKIE: the tag's consent("granted"|"denied") state, sent with each event (_cpc)
     collector_cookie_domain: str  # COLLECTOR_COOKIE_DOMAIN: e.g. example.com to share across subdomains ("": host only)
     collector_session_timeout: int  # COLLECTOR_SESSION_TIMEOUT: seconds of inactivity that end a session (1800)
     collector_trusted_hops: int  # COLLECTOR_TRUSTED_HOPS: reverse proxies in front that append X-Forwarded-For (0)
@@ -243,6 +244,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         collector_party_days=r.int("COLLECTOR_PARTY_DAYS", 365, minimum=1),
         collector_session_cookie=r.str("COLLECTOR_SESSION_COOKIE", "_cps"),
         collector_optout_cookie=r.str("COLLECTOR_OPTOUT_COOKIE", "_cpo"),
+        collector_consent_cookie=r.str("COLLECTOR_CONSENT_COOKIE", "_cpc"),
         collector_cookie_domain=r.str("COLLECTOR_COOKIE_DOMAIN", "").lstrip("."),
         collector_session_timeout=r.int("COLLECTOR_SESSION_TIMEOUT", 1800, minimum=1),
         collector_trusted_hops=r.int("COLLECTOR_TRUSTED_HOPS", 0, minimum=0),

@@ -1,5 +1,6 @@
 /* clickpipe tag. Served by the collector at /tag.js with its configuration filled in.
-   API: clickpipe.signal(type, params) -> event id; clickpipe.optOut(); clickpipe.optIn(); clickpipe.flush()
+   API: clickpipe.signal(type, params) -> event id; clickpipe.optOut(); clickpipe.optIn(); clickpipe.flush();
+   clickpipe.consent("granted" | "denied") records the visitor's consent with every later event.
    Calls queued before it loads, as [method, args...] in clickpipe.q (the async snippet), run once it has. */
 (function (w, d, n, C) {
   "use strict";
@@ -8,6 +9,7 @@
   var base = C.endpoint || (me ? new URL(me.src).origin : "");
   var queue = [], timer = 0, busy = false, backoff = 1000, leaving = false;
   var pageViewId = null, lastPage = null, referrer = d.referrer || null;
+  function isConsent(v) { return v === "granted" || v === "denied"; }
 
   function rid() {
     var b = w.crypto.getRandomValues(new Uint8Array(16)), s = "";
@@ -46,6 +48,8 @@
       viewport_width: w.innerWidth, viewport_height: w.innerHeight,
       device_pixel_ratio: w.devicePixelRatio, webdriver: !!n.webdriver, params: params || {}
     };
+    var consent = getCookie(C.consentCookie);
+    if (isConsent(consent)) ev.consent = consent;
     queue.push(ev);
     if (leaving || d.visibilityState === "hidden") flush(true);
     else if (queue.length >= C.batchMax) flush();
@@ -127,7 +131,8 @@
   w.clickpipe = {
     v: 1, signal: signal, flush: function () { flush(); },
     optOut: function () { queue = []; setCookie(C.optOutCookie, "1", 63072000); },
-    optIn: function () { setCookie(C.optOutCookie, "", 0); }
+    optIn: function () { setCookie(C.optOutCookie, "", 0); },
+    consent: function (state) { if (isConsent(state)) setCookie(C.consentCookie, state, 31536000); }
   };
   whenVisible(pageView);
   for (var i = 0; i < early.length; i++) {

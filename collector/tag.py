@@ -35,6 +35,7 @@ def config_of(settings: Settings) -> dict:
         "endpoint": settings.collector_public_url,
         "sessionCookie": settings.collector_session_cookie,
         "optOutCookie": settings.collector_optout_cookie,
+        "consentCookie": settings.collector_consent_cookie,
         "cookieDomain": settings.collector_cookie_domain,
         "sessionTimeout": settings.collector_session_timeout,
         "honorDnt": settings.collector_honor_dnt,

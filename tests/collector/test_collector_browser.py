@@ -156,3 +156,21 @@ def test_calls_made_before_an_async_tag_loads_are_sent_once_it_has(stack):
         assert by_type["early"]["params"] == {"n": "1"}
         assert by_type["late"]["event_id"] == late
         assert by_type["early"]["page_view_id"] == by_type["pageView"]["page_view_id"]
+
+
+def test_consent_recorded_by_the_tag_travels_with_later_events(stack):
+    with tagged_site(stack, IDLE_PAGE) as (browser, origin, _, topic):
+        browser.navigate(origin + "/article")
+        before = browser.wait_for("window.clickpipe && clickpipe.signal('before')")
+        browser.evaluate("clickpipe.consent('maybe'); clickpipe.consent('__proto__')")  # ignored
+        ignored = browser.evaluate("clickpipe.signal('ignored')")
+        browser.evaluate("clickpipe.consent('granted')")
+        granted = browser.evaluate("clickpipe.signal('granted')")
+        browser.evaluate("clickpipe.consent('denied')")
+        denied = browser.evaluate("clickpipe.signal('denied')")
+        browser.evaluate("clickpipe.flush()")
+
+        records = {r["event_id"]: r for r in map(decode, topic.consume(5, timeout=20))}
+        assert len(records) == 5, records
+        assert [records[i]["consent"] for i in (before, ignored, granted, denied)] == \
+            ["unknown", "unknown", "granted", "denied"]
