@@ -57,7 +57,7 @@ def declared_ids(settings: Settings) -> list[str]:
 _UNDECODABLE = "ParseException.<init>"
 _UNDECODABLE_HINT = (" — a record on the topic is not framed Avro of a schema version in the spec; Druid retries "
                      "it forever: fix the producer, apply the spec with the new schema version, or skip the "
-                     "record (see docs/druid.md)")
+                     "record with `clickpipe druid skip` (see docs/druid.md)")
 
 
 def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
