@@ -27,6 +27,8 @@ def _stack(args: argparse.Namespace) -> int:
                 print("[stack] nothing was running")
         elif args.action == "reset":
             manager.reset()
+        elif args.action == "restart":
+            manager.restart(args.services)
         elif args.action == "topics":
             manager.create_topics()
         elif args.action == "status":
@@ -98,6 +100,10 @@ def _druid_skip(client, settings, args: argparse.Namespace) -> int:
         print(f"[druid] skipped {f.topic}[{f.partition}] offset {f.bad_offset} of {f.supervisor}; "
               f"records {f.druid_offset}..{f.bad_offset - 1} were ingested first")
     print("[druid] only the first bad record of each partition was skipped: run skip again to look further")
+    print("[druid] Druid's indexer keeps announcing the segments of the tasks that failed on these records, "
+          "and until it restarts Druid SQL stops picking up new datasources and columns (native queries "
+          "work): restart the indexer (local stack: `clickpipe stack restart druid-indexer`); its tasks "
+          "resume from the committed offsets")
     return 0
 
 
@@ -180,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack_sub.add_parser("down", help="stop every service the stack started; keep data")
     stack_sub.add_parser("status", help="each service's pid, address and health (exit 3 if any is not healthy)")
     stack_sub.add_parser("reset", help="stop everything and wipe the state directory")
+    restart = stack_sub.add_parser("restart", help="stop the named services (default: all), then start and wait as `up` does")
+    restart.add_argument("services", nargs="*", help="kafka, zookeeper, druid-coordinator, druid-indexer, ...")
     stack_sub.add_parser("topics", help="create the pipeline topics if missing")
     logs = stack_sub.add_parser("logs", help="show a service's log")
     logs.add_argument("service", help="kafka, zookeeper, druid-coordinator, druid-broker, ...")

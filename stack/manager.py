@@ -103,6 +103,15 @@ class StackManager:
                         self.echo(f"[stack] stopped {svc.name}")
         return stopped
 
+    def restart(self, names: list[str]) -> None:
+        """Stop the named services (all of them if ``names`` is empty), then :meth:`up`."""
+        targets = [self.service(n) for n in names] if names else self.services
+        with self._locked():
+            for svc in reversed(targets):
+                if svc.process.stop():
+                    self.echo(f"[stack] stopped {svc.name}")
+        self.up()
+
     def reset(self) -> None:
         """Stop everything and delete the state directory (data, logs); the jar cache stays."""
         self.down()

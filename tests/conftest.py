@@ -31,3 +31,19 @@ def stack() -> Settings:
     manager.up()
     manager.create_topics()
     return settings
+
+
+@pytest.fixture
+def private_stack(stack, tmp_path):
+    """A second stack (see tests/private_stack.py): its settings and a ``clickpipe stack`` caller.
+    Not started here; always brought down at the end."""
+    from clickpipe.config import load
+    from private_stack import private_env, stack_cli
+
+    env = private_env(tmp_path / "state", stack.cache_dir)
+
+    def cli(*args: str):
+        return stack_cli(env, *args)
+
+    yield load(env), cli
+    cli("down")

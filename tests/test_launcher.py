@@ -8,7 +8,6 @@ use is untouched — and checked to still be running at the end.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -19,9 +18,9 @@ import requests
 from clickpipe.config import load
 from druid.client import DruidClient, DruidError
 from stack.kafka import Kafka
-from test_stack_lifecycle import PORTS, processes_of
+from private_stack import private_env, processes_of
 
-PRIVATE = {**PORTS, "COLLECTOR_PORT": 18190, "DASHBOARD_PORT": 18195, "PIPELINE_WEB_PORT": 16066}
+PRIVATE = {"COLLECTOR_PORT": 18190, "DASHBOARD_PORT": 18195, "PIPELINE_WEB_PORT": 16066}
 
 
 def _wait_for_line(path, text: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -44,10 +43,8 @@ def _diagnosis(out, settings) -> str:
 
 
 def test_up_runs_everything_and_ctrl_c_stops_only_what_it_started(stack, tmp_path):
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")},
-           **{f"CLICKPIPE_{k}": str(v) for k, v in PRIVATE.items()},
-           "CLICKPIPE_STATE_DIR": str(tmp_path / "state"), "CLICKPIPE_CACHE_DIR": str(stack.cache_dir),
-           "CLICKPIPE_PARTITIONS": "2", "CLICKPIPE_DRUID_START_DELAY": "PT1S"}
+    env = {**private_env(tmp_path / "state", stack.cache_dir),
+           **{f"CLICKPIPE_{k}": str(v) for k, v in PRIVATE.items()}, "CLICKPIPE_DRUID_START_DELAY": "PT1S"}
     settings = load(env)
     out = tmp_path / "up.log"
     with open(out, "w") as log:

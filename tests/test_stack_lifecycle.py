@@ -6,58 +6,13 @@ real command line, so stopping it cannot disturb the stack the other tests use.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
-import pytest
 from confluent_kafka import Consumer, Producer
 
-from clickpipe.config import load
 from druid.client import DruidClient
-
-PORTS = {
-    "KAFKA_PORT": 19092, "KAFKA_CONTROLLER_PORT": 19093, "ZOOKEEPER_PORT": 12181, "DERBY_PORT": 11527,
-    "DRUID_COORDINATOR_PORT": 18081, "DRUID_BROKER_PORT": 18082, "DRUID_HISTORICAL_PORT": 18083,
-    "DRUID_INDEXER_PORT": 18091, "DRUID_ROUTER_PORT": 18888,
-}
-
-
-def processes_of(state_dir: str) -> list[int]:
-    """Pids of processes started for the stack or pipeline living in ``state_dir``: they name it
-    on their command line or inherit it in CLICKPIPE_STATE_DIR."""
-    marker = f"CLICKPIPE_STATE_DIR={state_dir}".encode()
-    pids = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-            environ = (proc / "environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if state_dir.encode() in cmdline or marker in environ:
-            pids.append(int(proc.name))
-    return pids
-
-
-@pytest.fixture
-def private_stack(stack, tmp_path):
-    """Environment and settings of a second stack; always brought down at the end."""
-    env = {**os.environ, **{f"CLICKPIPE_{k}": str(v) for k, v in PORTS.items()},
-           "CLICKPIPE_STATE_DIR": str(tmp_path / "state"), "CLICKPIPE_CACHE_DIR": str(stack.cache_dir),
-           "CLICKPIPE_PARTITIONS": "2"}
-    settings = load(env)
-
-    def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "clickpipe.cli", "stack", *args], env=env,
-                              capture_output=True, text=True, timeout=600)
-
-    yield settings, cli
-    cli("down")
+from private_stack import processes_of
 
 
 def test_down_leaves_no_process_and_up_reuses_data(private_stack):

@@ -1,4 +1,5 @@
-"""`clickpipe druid skip`: a record Druid cannot decode is found and skipped, nothing valid lost."""
+"""`clickpipe druid skip`: a record Druid cannot decode is found and skipped, nothing valid lost;
+`clickpipe stack restart druid-indexer` then brings Druid SQL back for the datasource."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from clickpipe.config import load
 from druid import specs
 from druid.client import DruidError
 from druid.skip import Decoder, first_bad
-from druid.testing import enriched_click, private_druid, private_env, produce_framed, wait_for
+from druid.testing import count_rows, enriched_click, private_druid, private_env, produce_framed, wait_for
 from druid_support import run_cli
 
 
@@ -28,8 +29,14 @@ def test_decoder_accepts_framed_records_of_the_spec_only():
     assert first_bad(values[:2], decoder) == (None, None, 2)
 
 
-def test_skip_moves_past_a_poison_record_without_losing_valid_ones(stack):
-    env = private_env()
+def test_skip_moves_past_a_poison_record_without_losing_valid_ones(private_stack):
+    # A private stack: Druid's indexer keeps announcing the segments of tasks that failed this
+    # way until it restarts, which stops the broker's SQL schema refresh for every datasource.
+    own, stack_cli = private_stack
+    up = stack_cli("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    env = private_env(KAFKA_BOOTSTRAP=own.kafka_bootstrap, DRUID_ROUTER_URL=own.druid_router_url,
+                      DRUID_BROKER_URL=own.druid_broker_url)
     cfg = load(env)
     ds = cfg.druid_clicks_datasource
     schema = schemas.current("EnrichedClick")
@@ -62,6 +69,14 @@ def test_skip_moves_past_a_poison_record_without_losing_valid_ones(stack):
         assert total == before + after
         clean = run_cli(env, "druid", "skip", ds)
         assert clean.returncode == 0, clean.stdout + clean.stderr
+        assert "clickpipe stack restart druid-indexer" in done.stdout
+
+        # The remedy the command prints: SQL sees the datasource again, every row exactly once
+        # (the restart kills the reading task; its replacement resumes from the committed offsets).
+        restart = stack_cli("restart", "druid-indexer")
+        assert restart.returncode == 0, restart.stdout + restart.stderr
+        rows = wait_for(lambda: count_rows(client, ds), lambda n: n == before + after, 240, interval=3)
+        assert rows == before + after
 
 
 def native_count(client, ds):
