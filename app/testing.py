@@ -34,7 +34,12 @@ def free_port() -> int:
 
 @dataclass
 class Run:
-    """One isolated pipeline deployment: topics, app id, state directory, worker processes."""
+    """One isolated pipeline deployment: topics, app id, state directory, worker processes.
+
+    As a context manager: creates the topics on entry; on exit stops the workers (SIGTERM)
+    and deletes the topics (unless ``delete_topics_on_exit`` is false, e.g. when the broker
+    itself goes away with the test).
+    """
 
     bootstrap: str
     workdir: Path
@@ -42,6 +47,16 @@ class Run:
     env: dict[str, str] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     workers: list[subprocess.Popen] = field(default_factory=list)
+    delete_topics_on_exit: bool = True
+
+    def __enter__(self) -> "Run":
+        self.create_topics()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.kill_workers(signal.SIGTERM)
+        if self.delete_topics_on_exit:
+            self.delete_topics()
 
     @property
     def topics(self) -> dict[str, str]:

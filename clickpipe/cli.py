@@ -100,10 +100,21 @@ def _druid_skip(client, settings, args: argparse.Namespace) -> int:
         print(f"[druid] skipped {f.topic}[{f.partition}] offset {f.bad_offset} of {f.supervisor}; "
               f"records {f.druid_offset}..{f.bad_offset - 1} were ingested first")
     print("[druid] only the first bad record of each partition was skipped: run skip again to look further")
-    print("[druid] Druid's indexer keeps announcing the segments of the tasks that failed on these records, "
-          "and until it restarts Druid SQL stops picking up new datasources and columns (native queries "
-          "work): restart the indexer (local stack: `clickpipe stack restart druid-indexer`); its tasks "
-          "resume from the committed offsets")
+    # The failed tasks' segments stay announced by the indexer until it restarts; queries that
+    # reach them fail, and so does the broker's SQL schema refresh (docs/druid.md).
+    from stack.manager import StackManager
+
+    manager = StackManager(settings)
+    router = manager.service("druid-router")
+    if (settings.druid_router_url.rstrip("/") == f"http://{router.host}:{router.port}"
+            and manager.service("druid-indexer").process.pid() is not None):
+        print("[druid] restarting the local stack's indexer: it still announces the failed tasks' segments "
+              "(its reading tasks resume from the committed offsets)")
+        manager.restart(["druid-indexer"])
+    else:
+        print("[druid] now restart Druid's indexer (or middle managers): it still announces the failed tasks' "
+              "segments, and until then queries reaching them and Druid SQL's metadata refresh fail; "
+              "its reading tasks resume from the committed offsets")
     return 0
 
 

@@ -35,8 +35,8 @@ def stack() -> Settings:
 
 @pytest.fixture
 def private_stack(stack, tmp_path):
-    """A second stack (see tests/private_stack.py): its settings and a ``clickpipe stack`` caller.
-    Not started here; always brought down at the end."""
+    """A second stack (see tests/private_stack.py): its settings, a ``clickpipe stack`` caller and
+    its environment. Not started here; always brought down at the end."""
     from clickpipe.config import load
     from private_stack import private_env, stack_cli
 
@@ -45,5 +45,5 @@ def private_stack(stack, tmp_path):
     def cli(*args: str):
         return stack_cli(env, *args)
 
-    yield load(env), cli
+    yield load(env), cli, env
     cli("down")

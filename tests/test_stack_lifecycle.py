@@ -16,7 +16,7 @@ from private_stack import processes_of
 
 
 def test_down_leaves_no_process_and_up_reuses_data(private_stack):
-    settings, cli = private_stack
+    settings, cli, _ = private_stack
     state = str(settings.state_dir)
 
     first = cli("up")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import collections
 import importlib.util
-import signal
 import threading
 import time
 from pathlib import Path
@@ -41,17 +40,14 @@ def _collector_process():
 
 @pytest.fixture
 def run(stack, tmp_path):
-    r = Run(stack.kafka_bootstrap, tmp_path, partitions=2, env={
+    with Run(stack.kafka_bootstrap, tmp_path, partitions=2, env={
         "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
         "CLICKPIPE_SESSION_SWEEP_SECONDS": "1",
         "CLICKPIPE_PIPELINE_COMMIT_INTERVAL_MS": "500",
         # every test request comes from 127.0.0.1: the per-IP rate rule would flag them all
         "CLICKPIPE_BOT_MAX_IP_EVENTS": "1000000",
-    })
-    r.create_topics()
-    yield r
-    r.kill_workers(signal.SIGTERM)
-    r.delete_topics()
+    }) as r:
+        yield r
 
 
 def _druid_env(run: Run) -> dict[str, str]:

@@ -15,7 +15,6 @@ reading committed data only, every produced click is in the enriched topic exact
 from __future__ import annotations
 
 import collections
-import signal
 import sys
 import tempfile
 import time
@@ -54,14 +53,12 @@ def run(broker, geo_env, tmp_path):
     _, settings = broker
     workdir = tmp_path / "pipeline"
     workdir.mkdir()
-    r = Run(settings.kafka_bootstrap, workdir, partitions=settings.partitions, env={
+    # the broker (and all its topics) goes away with the broker fixture: no topic cleanup
+    with Run(settings.kafka_bootstrap, workdir, partitions=settings.partitions, env={
         "CLICKPIPE_PIPELINE_COMMIT_INTERVAL_MS": "500",
         **geo_env,
-    })
-    r.create_topics()
-    yield r
-    # the broker (and all its topics) goes away with the broker fixture: no topic cleanup
-    r.kill_workers(signal.SIGTERM)
+    }, delete_topics_on_exit=False) as r:
+        yield r
 
 
 def wave(raw_click, wave_no: int) -> list[dict]:

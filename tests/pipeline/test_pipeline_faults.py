@@ -11,7 +11,6 @@ each with the click count it should have.
 from __future__ import annotations
 
 import collections
-import signal
 import threading
 import time
 
@@ -30,15 +29,12 @@ KILLS = 3
 
 @pytest.fixture
 def run(stack, tmp_path):
-    r = Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions, env={
+    with Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions, env={
         "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
         "CLICKPIPE_SESSION_SWEEP_SECONDS": "1",
         "CLICKPIPE_PIPELINE_COMMIT_INTERVAL_MS": "500",
-    })
-    r.create_topics()
-    yield r
-    r.kill_workers(signal.SIGTERM)
-    r.delete_topics()
+    }) as r:
+        yield r
 
 
 def produce_waves(run: Run, raw_click, produced: list) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import signal
 import time
 
 import pytest
@@ -20,16 +19,13 @@ BOT_PARTIES = {"party-00", "party-01"}
 
 @pytest.fixture
 def run(stack, geo_env, tmp_path):
-    r = Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions, env={
+    with Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions, env={
         "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
         "CLICKPIPE_SESSION_SWEEP_SECONDS": "1",
         "CLICKPIPE_KEEP_DUPLICATES": "true",
         **geo_env,
-    })
-    r.create_topics()
-    yield r
-    r.kill_workers(signal.SIGTERM)
-    r.delete_topics()
+    }) as r:
+        yield r
 
 
 def wave(raw_click, wave_no: int, start_ms: int) -> list[dict]:

@@ -7,7 +7,6 @@ document says, and run in a real worker against the broker.
 from __future__ import annotations
 
 import re
-import signal
 import time
 
 import pytest
@@ -37,12 +36,10 @@ def run(stack, tmp_path):
     (tmp_path / "purchases_app.py").write_text(APP_MODULE)
     r = Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions)
     r.env.update({"PYTHONPATH": str(tmp_path), "PURCHASES_TOPIC": f"test.{r.tag}.purchases"})
-    r.create_topics()
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
-    admin.create_topics([NewTopic(r.env["PURCHASES_TOPIC"], stack.partitions, 1)])[r.env["PURCHASES_TOPIC"]].result(30)
-    yield r
-    r.kill_workers(signal.SIGTERM)
-    r.delete_topics()
+    with r:
+        admin.create_topics([NewTopic(r.env["PURCHASES_TOPIC"], stack.partitions, 1)])[r.env["PURCHASES_TOPIC"]].result(30)
+        yield r
     admin.delete_topics([r.env["PURCHASES_TOPIC"]])[r.env["PURCHASES_TOPIC"]].result(30)
 
 

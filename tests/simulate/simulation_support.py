@@ -8,7 +8,6 @@ come from the collector and pipeline test harnesses (:class:`collector_support.C
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -47,16 +46,14 @@ def deployment(bootstrap: str, workdir: Path, geo_env: dict[str, str], gap_s: in
     env.update({"CLICKPIPE_TOPIC_RAW": run.topics["raw"], "CLICKPIPE_TOPIC_ENRICHED": run.topics["enriched"],
                 "CLICKPIPE_TOPIC_SESSIONS": run.topics["sessions"],
                 "CLICKPIPE_TOPIC_DEAD_LETTERS": run.topics["dead-letters"]})
-    run.create_topics()
     collector = None
-    try:
-        run.wait_ready(run.start_worker())
-        collector = CollectorProcess(env)
-        collector.wait_ready()
-        env["CLICKPIPE_COLLECTOR_PORT"] = str(collector.port)
-        yield Deployment(collector.url, run, env)
-    finally:
-        if collector is not None:
-            collector.stop()
-        run.kill_workers(signal.SIGTERM)
-        run.delete_topics()
+    with run:
+        try:
+            run.wait_ready(run.start_worker())
+            collector = CollectorProcess(env)
+            collector.wait_ready()
+            env["CLICKPIPE_COLLECTOR_PORT"] = str(collector.port)
+            yield Deployment(collector.url, run, env)
+        finally:
+            if collector is not None:
+                collector.stop()
