@@ -118,10 +118,14 @@ class Run:
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready after {timeout}s; see {proc.log_path}")
 
-    def kill_9_cycles(self, worker: subprocess.Popen, feeder, kills: int) -> subprocess.Popen:
-        """SIGKILL ``worker`` ``kills`` times while the ``feeder`` thread is still producing,
-        restarting it each time (the later kills hit it while it works through the backlog).
-        Returns the last worker, running."""
+    def kill_9_during(self, feeder, kills: int, warmup_s: float) -> subprocess.Popen:
+        """Start a worker, then the ``feeder`` thread; after ``warmup_s`` SIGKILL the worker
+        ``kills`` times while the feeder is still producing, restarting it each time (the later
+        kills hit it while it works through the backlog). Returns the last worker, running."""
+        worker = self.start_worker("worker-0.log")
+        self.wait_ready(worker)
+        feeder.start()
+        time.sleep(warmup_s)
         for k in range(kills):
             assert worker.poll() is None, "worker died on its own"
             assert feeder.is_alive(), "the stream ended before the kills: not a mid-stream test"

@@ -151,11 +151,7 @@ def test_exactly_once_into_druid_across_kill_9_of_the_worker(run):
         supervisors.apply(client, cfg)
         produced: list = []
         sender = threading.Thread(target=_produce_waves, args=(run, produced))
-        worker = run.start_worker("worker-0.log")
-        run.wait_ready(worker)
-        sender.start()
-        time.sleep(6)
-        run.kill_9_cycles(worker, sender, KILLS)
+        run.kill_9_during(sender, KILLS, warmup_s=6)
         sender.join(timeout=180)
         unique = {(r["party_id"], r["event_id"]) for r in produced}
         assert len(unique) == PARTIES * EVENTS * WAVES

@@ -55,11 +55,7 @@ def produce_waves(run: Run, raw_click, produced: list) -> None:
 def test_kill_9_three_times_loses_and_duplicates_nothing(run, raw_click):
     produced: list = []
     producer = threading.Thread(target=produce_waves, args=(run, raw_click, produced))
-    worker = run.start_worker("worker-0.log")
-    run.wait_ready(worker)
-    producer.start()
-    time.sleep(7)
-    run.kill_9_cycles(worker, producer, KILLS)
+    run.kill_9_during(producer, KILLS, warmup_s=7)
     producer.join(timeout=120)
     assert len(produced) == PARTIES * EVENTS * WAVES
 
