@@ -105,9 +105,7 @@ def _druid_skip(client, settings, args: argparse.Namespace) -> int:
     from stack.manager import StackManager
 
     manager = StackManager(settings)
-    router = manager.service("druid-router")
-    if (settings.druid_router_url.rstrip("/") == f"http://{router.host}:{router.port}"
-            and manager.service("druid-indexer").process.pid() is not None):
+    if manager.serves_druid_at(settings.druid_router_url):
         print("[druid] restarting the local stack's indexer: it still announces the failed tasks' segments "
               "(its reading tasks resume from the committed offsets)")
         manager.restart(["druid-indexer"])

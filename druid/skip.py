@@ -34,6 +34,7 @@ from typing import Any, Callable, Iterable, Mapping
 import fastavro
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+import schemas
 from clickpipe.config import Settings
 from druid import specs
 from druid.client import DruidClient, DruidError
@@ -75,8 +76,8 @@ class Decoder:
         """Why Druid cannot decode ``value``, or None when it can."""
         if not value:
             return "empty value"
-        if len(value) < 5 or value[0] != 1:
-            return f"not framed (first byte {value[0]}, expected version 1)" if value else "not framed"
+        if len(value) < 5 or value[0] != schemas.FRAME_VERSION:
+            return f"not framed (first byte {value[0]}, expected version {schemas.FRAME_VERSION})"
         schema_id = int.from_bytes(value[1:5], "big")
         writer = self.writers.get(schema_id)
         if writer is None:

@@ -92,25 +92,30 @@ class StackManager:
                           f"({last_report - started:.0f}s)")
             time.sleep(1)
 
-    def down(self) -> list[str]:
-        """Stop every running service, newest group first; keep all data. Returns those stopped."""
+    def _stop(self, services: list[Service]) -> list[str]:
+        """Stop those of ``services`` that run, last first; keep all data. Returns those stopped."""
         stopped = []
         with self._locked():
-            for group in reversed(self.groups):
-                for svc in group:
-                    if svc.process.stop():
-                        stopped.append(svc.name)
-                        self.echo(f"[stack] stopped {svc.name}")
+            for svc in reversed(services):
+                if svc.process.stop():
+                    stopped.append(svc.name)
+                    self.echo(f"[stack] stopped {svc.name}")
         return stopped
+
+    def down(self) -> list[str]:
+        """Stop every running service, newest group first; keep all data. Returns those stopped."""
+        return self._stop(self.services)
 
     def restart(self, names: list[str]) -> None:
         """Stop the named services (all of them if ``names`` is empty), then :meth:`up`."""
-        targets = [self.service(n) for n in names] if names else self.services
-        with self._locked():
-            for svc in reversed(targets):
-                if svc.process.stop():
-                    self.echo(f"[stack] stopped {svc.name}")
+        self._stop([self.service(n) for n in names] if names else self.services)
         self.up()
+
+    def serves_druid_at(self, router_url: str) -> bool:
+        """Whether this stack's Druid runs and is the one whose router is at ``router_url``."""
+        router = self.service("druid-router")
+        return (router_url.rstrip("/") == f"http://{router.host}:{router.port}"
+                and router.process.pid() is not None)
 
     def reset(self) -> None:
         """Stop everything and delete the state directory (data, logs); the jar cache stays."""

@@ -38,9 +38,9 @@ def private_stack(stack, tmp_path):
     """A second stack (see tests/private_stack.py): its settings, a ``clickpipe stack`` caller and
     its environment. Not started here; always brought down at the end."""
     from clickpipe.config import load
-    from private_stack import private_env, stack_cli
+    from private_stack import stack_cli, stack_env
 
-    env = private_env(tmp_path / "state", stack.cache_dir)
+    env = stack_env(tmp_path / "state", stack.cache_dir)
 
     def cli(*args: str):
         return stack_cli(env, *args)

@@ -15,7 +15,7 @@ PORTS = {
 }
 
 
-def private_env(state_dir: Path, cache_dir: Path) -> dict[str, str]:
+def stack_env(state_dir: Path, cache_dir: Path) -> dict[str, str]:
     """The process environment of a private stack living in ``state_dir``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")}
     env.update({f"CLICKPIPE_{k}": str(v) for k, v in PORTS.items()})

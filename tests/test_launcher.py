@@ -18,7 +18,7 @@ import requests
 from clickpipe.config import load
 from druid.client import DruidClient, DruidError
 from stack.kafka import Kafka
-from private_stack import private_env, processes_of
+from private_stack import processes_of, stack_env
 
 PRIVATE = {"COLLECTOR_PORT": 18190, "DASHBOARD_PORT": 18195, "PIPELINE_WEB_PORT": 16066}
 
@@ -43,7 +43,7 @@ def _diagnosis(out, settings) -> str:
 
 
 def test_up_runs_everything_and_ctrl_c_stops_only_what_it_started(stack, tmp_path):
-    env = {**private_env(tmp_path / "state", stack.cache_dir),
+    env = {**stack_env(tmp_path / "state", stack.cache_dir),
            **{f"CLICKPIPE_{k}": str(v) for k, v in PRIVATE.items()}, "CLICKPIPE_DRUID_START_DELAY": "PT1S"}
     settings = load(env)
     out = tmp_path / "up.log"
