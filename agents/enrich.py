@@ -30,7 +30,7 @@ from app.metrics import Metrics
 from app.outbox import output_topic
 from steps import Context, Drop, Pipeline
 from steps.decode import decode
-from tables import Tables, await_changelog_metadata
+from tables import Tables
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ class Enricher:
         self.watermark: dict[int, int] = {}  # partition -> latest server_time processed
         self.position: dict[int, int] = {}  # partition -> offset of the latest record processed
         self.recent_ticks: dict[tuple[bytes, bytes, int], float] = {}
-        self._metadata_checked: set[str] = set()  # source topics whose changelogs the consumer knows
         self._count = 0
         self._uncommitted = 0
         t = settings
@@ -74,10 +73,6 @@ class Enricher:
     async def handle(self, event: faust.types.EventT) -> None:
         """Process one raw record without suspending once it has produced anything (see :mod:`app.outbox`)."""
         msg = event.message
-        if msg.topic not in self._metadata_checked:
-            await await_changelog_metadata(self.app.consumer, self._refresh_metadata, msg.topic,
-                                           self.tables.changelog_topics())
-            self._metadata_checked.add(msg.topic)
         self._in.inc()
         self.position[msg.partition] = msg.offset
         headers = list(msg.headers or ())
@@ -122,14 +117,6 @@ class Enricher:
         self._out_enriched.inc()
         if record.get("is_bot"):
             self.metrics.bots.labels(record["bot_reason"]).inc()
-
-    async def _refresh_metadata(self) -> None:
-        thread = self.app.consumer._thread  # the consumer lives in its own thread and event loop
-
-        async def update() -> None:
-            await thread._ensure_consumer()._client.force_metadata_update()
-
-        await thread.call_thread(update)
 
     async def after(self, event: faust.types.EventT) -> None:
         """Between records: commit when too many records' outputs are waiting in memory."""

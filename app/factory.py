@@ -58,7 +58,8 @@ def create_app(settings) -> faust.App:
     app.clickpipe_enricher = enrich.register(app, settings, app.clickpipe_tables, metrics)
 
     @app.on_worker_init.connect
-    def claim_local_state(sender, **kwargs):
+    def prepare(sender, **kwargs):
+        tables.declare_changelogs(settings, app.clickpipe_tables)
         localstate.claim(settings.pipeline_datadir, Path(app.conf.tabledir))
 
     @app.on_before_shutdown.connect

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from clickpipe.config import Settings
+from clickpipe.topics import TopicError, ensure_topics
 from stack import jars
 from stack.druid import Broker, Coordinator, Historical, Indexer, Router, ZooKeeper
 from stack.kafka import Kafka
@@ -139,30 +140,13 @@ class StackManager:
         return rows
 
     def create_topics(self) -> list[str]:
-        """Create the pipeline topics if missing. Returns the names created.
-
-        A topic that exists with fewer partitions than configured is an error: keyed
-        state is partition-local, so silently running with another count would split it.
-        """
-        from confluent_kafka.admin import AdminClient, NewTopic
-
+        """Create the pipeline topics if missing (see :func:`clickpipe.topics.ensure_topics`). Returns the names created."""
         s = self.settings
-        client = AdminClient({"bootstrap.servers": s.kafka_bootstrap, "log_level": 4})
         names = [s.topic_raw, s.topic_enriched, s.topic_sessions, s.topic_dead_letters]
-        existing = client.list_topics(timeout=10).topics
-        for name in names:
-            if name in existing and len(existing[name].partitions) != s.partitions:
-                raise StackError(f"topic {name} has {len(existing[name].partitions)} partitions, "
-                                 f"configured {s.partitions}; change CLICKPIPE_PARTITIONS or recreate it")
-        missing = [n for n in names if n not in existing]
-        if missing:
-            futures = client.create_topics(
-                [NewTopic(n, num_partitions=s.partitions, replication_factor=1) for n in missing])
-            for name, future in futures.items():
-                try:
-                    future.result(timeout=30)
-                except Exception as exc:  # noqa: BLE001 - a concurrent creator is fine
-                    if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                        raise StackError(f"creating topic {name} failed: {exc}") from exc
-            self.echo(f"[stack] created topics: {', '.join(missing)}")
-        return missing
+        try:
+            created = ensure_topics(s.kafka_bootstrap, names, s.partitions)
+        except TopicError as exc:
+            raise StackError(str(exc)) from exc
+        if created:
+            self.echo(f"[stack] created topics: {', '.join(created)}")
+        return created

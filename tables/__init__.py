@@ -15,15 +15,12 @@ that covers it, in the same transaction as the outputs and the consumer offset.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from dataclasses import dataclass, fields
 
 import faust
-from faust.exceptions import PartitionsMismatch
 from faust.streams import current_event
 
-log = logging.getLogger(__name__)
+from clickpipe.topics import ensure_topics
 
 MIB = 1024 * 1024
 
@@ -55,37 +52,24 @@ class Tables:
     parties: faust.Table
     ips: faust.Table
 
-    def changelog_topics(self) -> list[str]:
-        return [getattr(self, f.name).changelog_topic_name for f in fields(self)]
 
+def declare_changelogs(settings, tables: Tables) -> list[str]:
+    """Create the tables' changelog topics if missing and wait until Kafka serves them; returns those created.
 
-async def await_changelog_metadata(consumer, refresh, source_topic: str, changelogs: list[str],
-                                   interval: float = 1.0) -> None:
-    """Return once ``consumer`` knows every changelog topic with as many partitions as ``source_topic``.
-
-    A worker creates its changelog topics as it starts; its first metadata may list a new
-    topic with no partitions yet, and the consumer keeps that picture until its next periodic
-    refresh (minutes). Faust then refuses every table write meanwhile (PartitionsMismatch),
-    so the records read in that time could only fail. This waits instead, calling
-    ``await refresh()`` (a forced metadata update) every ``interval`` seconds while a count
-    is missing or zero. A positive count that differs is a real misconfiguration: raises
-    :class:`PartitionsMismatch`.
+    Called as a worker starts, before it joins the consumer group. Left to Faust, the topics
+    are created while the worker subscribes, and the group may be assigned from metadata
+    that does not list one of them yet. That assignment lacks the topic's partitions, so every
+    write to the table fails (PartitionsMismatch, or a KeyError in the transactional producer
+    that crashes the worker at the next rebalance). Same topic settings as Faust's own.
     """
-    waited = 0.0
-    while True:
-        want = consumer.topic_partitions(source_topic)
-        have = {topic: consumer.topic_partitions(topic) for topic in changelogs}
-        if want and all(have.values()):
-            wrong = {topic: n for topic, n in have.items() if n != want}
-            if wrong:
-                raise PartitionsMismatch(f"{source_topic!r} has {want} partitions but changelog topics have {wrong}")
-            return
-        if waited % 10 < interval:
-            log.warning("waiting for partition metadata of %s (now %s: %s, changelogs: %s)",
-                        source_topic, source_topic, want, have)
-        await refresh()
-        await asyncio.sleep(interval)
-        waited += interval
+    created = []
+    for table in (getattr(tables, f.name) for f in fields(tables)):
+        topic = table.changelog_topic
+        policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
+        config = {**(topic.config or {}), **({"cleanup.policy": ",".join(policy)} if policy else {})}
+        created += ensure_topics(settings.kafka_bootstrap, [table.changelog_topic_name], settings.partitions,
+                                 config, timeout=60)
+    return created
 
 
 def rocksdb_options(settings) -> dict:

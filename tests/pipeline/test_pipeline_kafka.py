@@ -7,6 +7,7 @@ import time
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 import schemas
 from app.testing import Run, decode_all
@@ -98,3 +99,19 @@ def test_clicks_sessions_duplicates_and_poison_records(run, raw_click):
     assert f'clickpipe_pipeline_dropped_total{{reason="duplicate"}} {float(len(duplicates))}' in metrics
     assert 'clickpipe_pipeline_bots_total{reason="crawler-pattern"} 40.0' in metrics
     assert f'records_out_total{{topic="{run.topics["enriched"]}"}} {float(len(unique))}' in metrics
+
+
+def test_a_starting_worker_declares_its_compacted_changelog_topics_before_it_joins(run):
+    """Left to Faust, the group could be assigned before a changelog topic existed (see tables.declare_changelogs)."""
+    changelogs = [f"pipeline-{run.tag}-{table}-changelog" for table in ("parties", "ips")]
+    admin = AdminClient({"bootstrap.servers": run.bootstrap})
+    assert not set(changelogs) & set(admin.list_topics(timeout=10).topics)
+    worker = run.start_worker()
+    run.wait_ready(worker)
+    topics = admin.list_topics(timeout=10).topics
+    assert [len(topics[name].partitions) for name in changelogs] == [run.partitions] * 2
+    configs = admin.describe_configs([ConfigResource("topic", name) for name in changelogs])
+    assert [f.result(10)["cleanup.policy"].value for f in configs.values()] == ["compact"] * 2
+    log = worker.log_path.read_text()
+    first_assignment = log.split("Setting newly assigned partitions", 1)[1].split("for group", 1)[0]
+    assert all(name in first_assignment for name in changelogs), first_assignment
