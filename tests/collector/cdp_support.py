@@ -29,8 +29,16 @@ FLAGS = [
 
 
 class Chromium:
-    def __init__(self, binary: str = "chromium", timeout: float = 30.0):
+    """One headless browser with one page. ``preferences`` go into the profile before it starts
+    (say ``{"enable_do_not_track": True}``); ``init_script`` runs in every document before its own
+    scripts."""
+
+    def __init__(self, binary: str = "chromium", timeout: float = 30.0, preferences: dict | None = None,
+                 init_script: str | None = None):
         self.profile = tempfile.mkdtemp(prefix="collector-chromium-")
+        if preferences:
+            (Path(self.profile) / "Default").mkdir()
+            (Path(self.profile) / "Default" / "Preferences").write_text(json.dumps(preferences))
         self.proc = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={self.profile}", "about:blank"],
             stdout=subprocess.DEVNULL,
@@ -47,6 +55,9 @@ class Chromium:
         pages = [t for t in requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json() if t["type"] == "page"]
         self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=timeout, suppress_origin=True)
         self._id = 0
+        if init_script:
+            self.call("Page.enable")  # scripts for new documents take effect only with the Page domain on
+            self.call("Page.addScriptToEvaluateOnNewDocument", source=init_script)
 
     def call(self, method: str, **params) -> dict:
         """Send one CDP command and return its result (events arriving meanwhile are skipped)."""

@@ -111,6 +111,10 @@ class CollectorProcess:
     def output(self) -> str:
         return Path(self.log.name).read_text(errors="replace")[-4000:]
 
+    def access_log(self) -> list[str]:
+        """gunicorn's access log lines, if it was started with ``--access-logfile -``."""
+        return [line for line in Path(self.log.name).read_text(errors="replace").splitlines() if '" 20' in line]
+
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait; returns the exit code."""
         if self.proc.poll() is None:

@@ -1,5 +1,7 @@
-"""The tag in real headless Chromium: page views (load and SPA navigation), a custom event
-and an event sent on unload all reach Kafka, with the expected ids and cookie flags."""
+"""The tag in real headless Chromium: page views (load, SPA navigation, return from the
+back/forward cache), custom events and an event sent on unload all reach Kafka, with the
+expected ids and cookie flags; delivery falls back when fetch is missing; opt-out, Do Not
+Track and Global Privacy Control stop it; the async command queue and consent work."""
 
 from __future__ import annotations
 
@@ -40,9 +42,10 @@ def serve_page(html: str, port: int) -> http.server.ThreadingHTTPServer:
 
 
 @contextlib.contextmanager
-def tagged_site(stack, page: str, env: dict | None = None):
-    """A collector on a fresh topic, a site whose page loads its tag, and a browser: yields
-    (browser, site origin, collector, topic) and cleans everything up afterwards."""
+def tagged_site(stack, page: str, env: dict | None = None, **browser_options):
+    """A collector on a fresh topic, a site whose page loads its tag, and a browser (given
+    ``browser_options``, see :class:`Chromium`): yields (browser, site origin, collector, topic)
+    and cleans everything up afterwards."""
     topic = Topic(stack.kafka_bootstrap)
     page_port = free_port()
     origin = f"http://127.0.0.1:{page_port}"
@@ -53,7 +56,7 @@ def tagged_site(stack, page: str, env: dict | None = None):
     try:
         collector.wait_ready()
         site = serve_page(page.format(collector=collector.url), page_port)
-        browser = Chromium()
+        browser = Chromium(**browser_options)
         yield browser, origin, collector, topic
     finally:
         if browser:
@@ -174,3 +177,74 @@ def test_consent_recorded_by_the_tag_travels_with_later_events(stack):
         assert len(records) == 5, records
         assert [records[i]["consent"] for i in (before, ignored, granted, denied)] == \
             ["unknown", "unknown", "granted", "denied"]
+
+
+def test_a_page_restored_from_the_back_forward_cache_counts_as_a_new_page_view(stack):
+    with tagged_site(stack, IDLE_PAGE) as (browser, origin, _, topic):
+        browser.navigate(origin + "/a")
+        browser.wait_for("window.clickpipe && clickpipe.v === 1")
+        browser.evaluate("window.beforeLeaving = true")
+        browser.navigate(origin + "/b")  # pagehide on /a sends its page view
+        browser.wait_for("location.pathname === '/b' && window.clickpipe && clickpipe.v === 1")
+        browser.evaluate("history.back()")
+        browser.wait_for("location.pathname === '/a'")
+        browser.evaluate("new Promise(r => setTimeout(r, 500))")
+        # restored, not reloaded: the document still has what was set on it before it was left
+        assert browser.evaluate("window.beforeLeaving === true") is True
+        browser.evaluate("clickpipe.flush()")
+
+        views = sorted(map(decode, topic.consume(3, timeout=20)), key=lambda r: r["client_time"])
+        assert [v["event_type"] for v in views] == ["pageView"] * 3, views
+        assert [v["location"] for v in views] == [origin + "/a", origin + "/b", origin + "/a"]
+        assert len({v["page_view_id"] for v in views}) == 3
+        assert len({v["session_id"] for v in views}) == 1
+
+
+def test_without_fetch_events_go_as_pixels_and_by_beacon_on_unload(stack):
+    no_fetch = "Object.defineProperty(window, 'fetch', {value: undefined, configurable: true});"
+    access_log = {"GUNICORN_CMD_ARGS": "--access-logfile -"}
+    with tagged_site(stack, IDLE_PAGE, access_log, init_script=no_fetch) as (browser, origin, collector, topic):
+        browser.navigate(origin + "/article")
+        browser.wait_for("window.clickpipe && clickpipe.v === 1")
+        assert browser.evaluate("typeof fetch") == "undefined"
+        read = browser.evaluate("clickpipe.signal('read', {depth: 3})")
+        browser.evaluate("clickpipe.flush()")
+        browser.evaluate("addEventListener('pagehide', function () { window.leaveId = clickpipe.signal('leave'); })")
+        browser.navigate("about:blank")
+        browser.wait_for("location.href === 'about:blank'")
+
+        records = {r["event_type"]: r for r in map(decode, topic.consume(3, timeout=20))}
+        assert sorted(records) == ["leave", "pageView", "read"], records
+        assert records["read"]["event_id"] == read and records["read"]["params"] == {"depth": "3"}
+        assert {r["source"] for r in records.values()} == {"tag"}
+        requests = [line.split('"')[1][:60] for line in collector.access_log()
+                    if "via=tag" in line and "OPTIONS" not in line]  # the beacon's JSON body needs a preflight
+        assert len(requests) == 3, requests
+        assert sum(line.startswith("GET /p.gif?via=tag&event_type=") for line in requests) == 2, requests
+        assert sum(line.startswith("POST /events?via=tag") for line in requests) == 1, requests  # the beacon
+
+
+def test_do_not_track_and_global_privacy_control_stop_the_tag_when_honoured(stack):
+    # Chromium has a real Do Not Track setting; it has no Global Privacy Control, so that
+    # signal is defined the way the browsers that send it (Firefox, Brave) expose it.
+    gpc = "Object.defineProperty(Navigator.prototype, 'globalPrivacyControl', {get: () => true});"
+    env = {"CLICKPIPE_COLLECTOR_HONOR_DNT": "true"}
+    with tagged_site(stack, IDLE_PAGE, env) as (control, origin, collector, topic):
+        for options in ({"preferences": {"enable_do_not_track": True}}, {"init_script": gpc}):
+            browser = Chromium(**options)
+            try:
+                browser.navigate(origin + "/private")
+                browser.wait_for("window.clickpipe && clickpipe.v === 1")
+                assert browser.evaluate("navigator.doNotTrack === '1' || navigator.globalPrivacyControl === true")
+                assert browser.evaluate("clickpipe.signal('blocked')") is None
+                browser.evaluate("clickpipe.flush()")
+                browser.navigate("about:blank")
+            finally:
+                browser.close()
+        control.navigate(origin + "/public")
+        sent = control.wait_for("window.clickpipe && clickpipe.signal('allowed')")
+        control.evaluate("clickpipe.flush()")
+
+        records = [decode(m) for m in topic.consume(2, timeout=20)]
+        assert sorted(r["event_type"] for r in records) == ["allowed", "pageView"], records
+        assert {r["location"] for r in records} == {origin + "/public"} and sent in {r["event_id"] for r in records}
