@@ -202,16 +202,15 @@ def main() -> None:
     report = {"events": len(records), "parties": len({r["party_id"] for r in records})}
     tmp = tempfile.mkdtemp(prefix="pipeline-bench-")  # kept: worker logs for the record
     report["workdir"] = tmp
-    if True:
-        for name, module in (("passthrough", "bench.pipeline_passthrough"), ("pipeline", "app.main")):
-            workdir = Path(tmp) / name
-            workdir.mkdir()
-            run = Run(settings.kafka_bootstrap, workdir, partitions=settings.partitions, env=geo_env)
-            try:
-                report[name] = measure(run, records, module)
-            finally:
-                run.kill_workers(signal.SIGTERM)
-                run.delete_topics()
+    for name, module in (("passthrough", "bench.pipeline_passthrough"), ("pipeline", "app.main")):
+        workdir = Path(tmp) / name
+        workdir.mkdir()
+        run = Run(settings.kafka_bootstrap, workdir, partitions=settings.partitions, env=geo_env)
+        try:
+            report[name] = measure(run, records, module)
+        finally:
+            run.kill_workers(signal.SIGTERM)
+            run.delete_topics()
     report["ratio"] = report["pipeline"]["events_per_s"] / report["passthrough"]["events_per_s"]
     report["profile"] = profile_steps(records[:50_000], load({**geo_env}))
     print(json.dumps(report, indent=2))
