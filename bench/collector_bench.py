@@ -6,7 +6,9 @@ Measures, back to back (so the ratio compares like with like on the same machine
   (a) nginx serving a static 1x1 GIF (the baseline),
   (b) the collector's pixel endpoint, producing every event to the real Kafka,
   (c) the collector's batch endpoint with 20 events per request (events/s),
-and (b) once per gunicorn worker class in ``--worker-classes`` ((c) uses the first). Needs Debian's wrk
+and (b) once per gunicorn worker class in ``--worker-classes`` ((c) uses the first). With
+``--ack-wait-ms N``, (b) and (c) again with ``COLLECTOR_ACK_WAIT_MS=N`` (a 2xx only once Kafka
+acknowledged the request's events), right after them. Needs Debian's wrk
 and nginx and a running broker (``clickpipe stack up``); events go to a throwaway topic
 that is deleted afterwards. With ``--profile``, py-spy samples one collector worker
 during an extra pixel run and an extra batch run, and the hottest functions are printed.
@@ -104,9 +106,9 @@ http {{
     return proc, url
 
 
-def start_collector(topic: str, worker_class: str) -> tuple[subprocess.Popen, str]:
+def start_collector(topic: str, worker_class: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    env = {**os.environ, "CLICKPIPE_COLLECTOR_PORT": str(port), "CLICKPIPE_TOPIC_RAW": topic}
+    env = {**os.environ, **(env or {}), "CLICKPIPE_COLLECTOR_PORT": str(port), "CLICKPIPE_TOPIC_RAW": topic}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     proc = subprocess.Popen(
         # gunicorn silently turns "sync" into "gthread" when threads > 1: pass both
@@ -251,6 +253,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--worker-classes", default="gthread,sync", help="the first is used for (c)")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--ack-wait-ms", type=int, default=0, help="also measure with this COLLECTOR_ACK_WAIT_MS")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="collector-bench-"))
@@ -278,6 +281,13 @@ def main() -> None:
                                                     batch_script(workdir))
             finally:
                 stop(proc)
+        if args.ack_wait_ms:
+            proc, url = start_collector(topic, classes[0], {"CLICKPIPE_COLLECTOR_ACK_WAIT_MS": str(args.ack_wait_ms)})
+            try:
+                results["b/ack"] = wrk(url + PIXEL_QUERY, args.duration, args.connections)
+                results["c/ack"] = wrk(url + "/events", args.duration, args.connections, batch_script(workdir))
+            finally:
+                stop(proc)
         results["in_process"] = in_process(topic)
     finally:
         if nginx:
@@ -301,11 +311,18 @@ def report(results: dict, classes: list[str], args, profiles: dict[str, str]) ->
     for wc in classes:
         lines.append(_row(f"(b) collector /p.gif -> Kafka, `{wc}` workers", results[f"b/{wc}"], 1))
     lines.append(_row(f"(c) collector /events, {BATCH_SIZE} events/request, `{classes[0]}`", c, BATCH_SIZE))
+    if "b/ack" in results:
+        wait = f"COLLECTOR_ACK_WAIT_MS={args.ack_wait_ms}"
+        lines.append(_row(f"(b) with {wait}", results["b/ack"], 1))
+        lines.append(_row(f"(c) with {wait}", results["c/ack"], BATCH_SIZE))
     lines += [
         "",
         f"(b)/(a) = **{b['rps'] / a['rps']:.2f}** (goal 0.40); (c) = **{c['rps'] * BATCH_SIZE:,.0f} events/s**"
         " (goal 100,000).",
     ]
+    if "b/ack" in results:
+        lines.append(f"Waiting for Kafka's acknowledgement: pixel {results['b/ack']['rps'] / b['rps']:.2f}× and batch"
+                     f" {results['c/ack']['rps'] / c['rps']:.2f}× the throughput without.")
     own = results["in_process"]
     lines += [
         "",

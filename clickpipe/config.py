@@ -124,6 +124,11 @@ class Settings:
     collector_honor_dnt: bool  # COLLECTOR_HONOR_DNT: drop events from browsers sending Do Not Track (false)
     collector_honor_gpc: bool  # COLLECTOR_HONOR_GPC: drop events from browsers sending Global Privacy Control (true)
     collector_queue_max: int  # COLLECTOR_QUEUE_MAX: producer's local queue, messages; full -> 503 (100000)
+    # COLLECTOR_ACK_WAIT_MS: 0 answers 2xx once events are in the producer's local queue (a collector
+    # killed -9 loses what is still queued); N > 0 answers 2xx only once Kafka acknowledged every
+    # event of the request, 503 + Retry-After if that takes over N ms (a retry may then repeat
+    # events, which the pipeline deduplicates) (0)
+    collector_ack_wait_ms: int
     collector_dedup_slots: int  # COLLECTOR_DEDUP_SLOTS: per-worker duplicate memory, (party, event id) slots (1048576)
 
     # --- dashboard and `clickpipe up` ---------------------------------------------------
@@ -255,6 +260,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         collector_honor_dnt=r.bool("COLLECTOR_HONOR_DNT", False),
         collector_honor_gpc=r.bool("COLLECTOR_HONOR_GPC", True),
         collector_queue_max=r.int("COLLECTOR_QUEUE_MAX", 100000, minimum=100),
+        collector_ack_wait_ms=r.int("COLLECTOR_ACK_WAIT_MS", 0, minimum=0),
         collector_dedup_slots=r.int("COLLECTOR_DEDUP_SLOTS", 1048576, minimum=1),
         # pipeline
         pipeline_app_id=r.str("PIPELINE_APP_ID", "clickpipe-pipeline"),

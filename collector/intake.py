@@ -115,7 +115,8 @@ class Intake:
     def accept(self, records: list[dict], source: str) -> int:
         """Flag duplicates, queue ``records``; returns how many were queued.
 
-        Raises :class:`collector.sink.QueueFull` when none could be.
+        Raises :class:`collector.sink.Unavailable` when none could be (or, with an
+        acknowledgement wait, Kafka did not acknowledge them).
         """
         for r in records:
             if self.dedup.contains(r["party_id"], r["event_id"]):
@@ -133,8 +134,8 @@ def reject(reason: str, count: int = 1) -> None:
     metrics.REJECTED.labels(reason).inc(count)
 
 
-def backpressure(resp: falcon.Response, events: int = 1) -> None:
-    """503 with Retry-After: the producer's queue is full."""
-    reject("queue_full", events)
+def backpressure(resp: falcon.Response, events: int = 1, reason: str = "queue_full") -> None:
+    """503 with Retry-After: the producer's queue is full, or Kafka did not acknowledge in time."""
+    reject(reason, events)
     resp.status = falcon.HTTP_503
     resp.set_header("Retry-After", RETRY_AFTER_SECONDS)

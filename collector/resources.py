@@ -9,7 +9,7 @@ import falcon
 from collector import divolte, metrics
 from collector.intake import GIF, Intake, backpressure, media_type, query_pairs, reject
 from collector.mapping import Rejection, pixel_event, to_record
-from collector.sink import QueueFull
+from collector.sink import Unavailable
 from collector.tag import Tag
 
 NO_STORE = "no-store, max-age=0"
@@ -77,8 +77,8 @@ class _PixelBase:
         try:
             self.intake.accept([record], source)
             return True
-        except QueueFull:
-            backpressure(resp)
+        except Unavailable as exc:
+            backpressure(resp, reason=exc.reason)
             return False
 
 
@@ -126,7 +126,9 @@ class EventsResource:
     200 ``{"accepted": n, "rejected": [{"index": i, "reason": r}, ...]}`` when at least
     one event was accepted (or the browser opted out: ``dropped`` says why); 400 with the
     same body when none was valid; 400/413/415 with ``{"error", "detail"}`` for a request
-    that cannot be read; 503 with Retry-After when the producer's queue is full.
+    that cannot be read; 503 with Retry-After and the same body when the producer's queue is
+    full (``queue_full``) or, with an acknowledgement wait configured, Kafka did not
+    acknowledge in time (``not_delivered``).
     """
 
     def __init__(self, intake: Intake):
@@ -185,9 +187,10 @@ class EventsResource:
         if records:
             try:
                 accepted = self.intake.accept([r for _, r in records], source)
-            except QueueFull:
-                backpressure(resp, len(records))
-                resp.media = {"error": "queue_full", "detail": "collector busy, retry after the given seconds"}
+            except Unavailable as exc:
+                backpressure(resp, len(records), exc.reason)
+                detail = str(exc) or "collector busy"
+                resp.media = {"error": exc.reason, "detail": f"{detail}; retry after the given seconds"}
                 return
             for index, _ in records[accepted:]:
                 reject("queue_full")

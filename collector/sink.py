@@ -1,10 +1,14 @@
 """The Kafka side: Avro-encode RawClick records and produce them, with backpressure.
 
-Accepted means "in the producer's local queue": the idempotent producer (acks=all) then
-retries until the broker acknowledges or ``message.timeout.ms`` (librdkafka's default,
-5 minutes) expires, so a broker outage shorter than that loses nothing; a final failure
-is counted in ``clickpipe_collector_delivery_failures``. When the local queue is full the
-caller gets :class:`QueueFull` (and answers 503), never a silent drop.
+By default accepted means "in the producer's local queue": the idempotent producer
+(acks=all) then retries until the broker acknowledges or ``message.timeout.ms``
+(librdkafka's default, 5 minutes) expires, so a broker outage shorter than that loses
+nothing; a final failure is counted in ``clickpipe_collector_delivery_failures``. What is
+still queued when the process is killed (-9, OOM) is lost. With ``COLLECTOR_ACK_WAIT_MS``
+set, accepted means "acknowledged by Kafka": :meth:`Sink.send` waits for the delivery
+report of every message it queued and raises :class:`NotDelivered` if one fails or the wait
+times out. When the local queue is full the caller gets :class:`QueueFull`. Both are
+:class:`Unavailable`: the caller answers 503, never a silent drop.
 """
 
 from __future__ import annotations
@@ -23,8 +27,53 @@ from collector import metrics
 log = logging.getLogger(__name__)
 
 
-class QueueFull(Exception):
-    """The local queue has no room for the whole batch; retry later."""
+class Unavailable(Exception):
+    """The events were not accepted; retry later. ``reason`` names why, for the response and metrics."""
+
+    reason = "unavailable"
+
+
+class QueueFull(Unavailable):
+    """The local queue has no room for the whole batch."""
+
+    reason = "queue_full"
+
+
+class NotDelivered(Unavailable):
+    """Kafka did not acknowledge every queued event in time (they may still arrive: retries can repeat them)."""
+
+    reason = "not_delivered"
+
+
+class _Acks:
+    """Delivery reports of one request's messages: :meth:`wait` returns once all arrived, all successful."""
+
+    def __init__(self, expected: int, report: Callable[[Any, Any], None]):
+        self._left = expected
+        self._failed = 0
+        self._report = report
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+
+    def __call__(self, err, msg) -> None:  # librdkafka's delivery callback, on the poll thread
+        self._report(err, msg)
+        with self._lock:
+            self._failed += err is not None
+            self._left -= 1
+            if self._left <= 0:
+                self._done.set()
+
+    def not_queued(self, count: int) -> None:
+        with self._lock:
+            self._left -= count
+            if self._left <= 0:
+                self._done.set()
+
+    def wait(self, timeout: float) -> None:
+        if not self._done.wait(timeout):
+            raise NotDelivered(f"Kafka did not acknowledge within {timeout:g} s")
+        if self._failed:
+            raise NotDelivered(f"Kafka refused {self._failed} event(s)")
 
 
 class Sink:
@@ -41,6 +90,7 @@ class Sink:
         self.topic = settings.topic_raw
         self.schema = schemas.current("RawClick")
         self.queue_max = settings.collector_queue_max
+        self.ack_wait = settings.collector_ack_wait_ms / 1000
         headroom = settings.collector_max_events * settings.collector_threads * 2
         self._producer = producer_factory(
             {
@@ -78,20 +128,29 @@ class Sink:
     def send(self, records: list[dict]) -> int:
         """Queue ``records``; returns how many were queued (all, unless the queue filled mid-way).
 
-        Raises :class:`QueueFull` if none could be queued, and
-        :class:`schemas.SchemaError` if a record does not fit the schema (a bug upstream).
+        With an acknowledgement wait configured, returns only once Kafka acknowledged all of
+        those (else raises :class:`NotDelivered`). Raises :class:`QueueFull` if none could be
+        queued, and :class:`schemas.SchemaError` if a record does not fit the schema (a bug upstream).
         """
         if len(self._producer) + len(records) > self.queue_max:
             raise QueueFull()
         encoded = [(r["party_id"].encode(), schemas.encode(self.schema, r)) for r in records]
+        acks = _Acks(len(encoded), self._delivered) if self.ack_wait else None
+        callback = {"on_delivery": acks} if acks else {}
+        queued = len(encoded)
         for i, (key, value) in enumerate(encoded):
             try:
-                self._producer.produce(self.topic, value, key, headers=self._headers)
+                self._producer.produce(self.topic, value, key, headers=self._headers, **callback)
             except BufferError:
-                if i == 0:
-                    raise QueueFull() from None
-                return i
-        return len(encoded)
+                queued = i
+                break
+        if acks:
+            acks.not_queued(len(encoded) - queued)
+        if queued == 0:
+            raise QueueFull()
+        if acks:
+            acks.wait(self.ack_wait)
+        return queued
 
     def ready(self) -> tuple[bool, str]:
         """(ready, why): Kafka answers metadata for the raw topic and the queue has room."""

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -24,27 +25,43 @@ from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 import schemas
-from clickpipe.config import load
+from clickpipe.config import Settings, load
 from collector.app import create_app
 from collector.sink import Sink
 
 
 class MemoryProducer:
-    """Records produce() calls; ``capacity`` limits how many it holds (then BufferError)."""
+    """Records produce() calls; ``capacity`` limits how many it holds (then BufferError).
 
-    def __init__(self, conf: dict, capacity: int | None = None):
+    poll() reports each message's delivery to its ``on_delivery`` callback, as librdkafka
+    does: successful, failed with ``error`` if set, or never if ``deliver`` is false.
+    """
+
+    def __init__(self, conf: dict, capacity: int | None = None, deliver: bool = True, error: str | None = None):
         self.conf = conf
         self.messages: list[tuple[str, bytes, bytes, list]] = []
         self.capacity = capacity
+        self.deliver, self.error = deliver, error
+        self._reports: list = []
+        self._lock = threading.Lock()
 
-    def produce(self, topic, value, key, headers=None):
+    def produce(self, topic, value, key, headers=None, on_delivery=None):
         if self.capacity is not None and len(self.messages) >= self.capacity:
             raise BufferError("Local: Queue full")
         self.messages.append((topic, key, value, headers))
+        if on_delivery is not None:
+            with self._lock:
+                self._reports.append(on_delivery)
 
     def poll(self, timeout):
         time.sleep(timeout)
-        return 0
+        if not self.deliver:
+            return 0
+        with self._lock:
+            reports, self._reports = self._reports, []
+        for report in reports:
+            report(self.error, SimpleNamespace(latency=lambda: 0.001))
+        return len(reports)
 
     def flush(self, timeout=None):
         return 0
@@ -61,9 +78,9 @@ class MemoryProducer:
         return [schemas.decode(v, schemas.writer_from_headers(h)) for _, _, v, h in self.messages]
 
 
-def make_client(env: dict | None = None, capacity: int | None = None):
+def make_client(env: dict | None = None, capacity: int | None = None, **producer_options):
     settings = load(env or {})
-    sink = Sink(settings, lambda conf: MemoryProducer(conf, capacity))
+    sink = Sink(settings, lambda conf: MemoryProducer(conf, capacity, **producer_options))
     return falcon.testing.TestClient(create_app(settings, sink)), sink._producer, sink
 
 
@@ -93,6 +110,7 @@ class CollectorProcess:
             env=full_env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: kill_9 takes the workers too
         )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -115,6 +133,11 @@ class CollectorProcess:
         """gunicorn's access log lines, if it was started with ``--access-logfile -``."""
         return [line for line in Path(self.log.name).read_text(errors="replace").splitlines() if '" 20' in line]
 
+    def kill_9(self) -> None:
+        """SIGKILL the master and its workers at once, as an OOM kill or a lost host would."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
     def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait; returns the exit code."""
         if self.proc.poll() is None:
@@ -125,6 +148,66 @@ class CollectorProcess:
                 self.proc.kill()
                 self.proc.wait()
         return self.proc.returncode
+
+
+def start_private_broker(base: Settings):
+    """A single-node broker of its own (the stack's jars, free ports, a fresh data directory),
+    healthy; returns it and its settings. Stopping it disturbs nobody else's tests."""
+    from stack.kafka import Kafka
+
+    settings = load(
+        {
+            "CLICKPIPE_CACHE_DIR": str(base.cache_dir),
+            "CLICKPIPE_STATE_DIR": tempfile.mkdtemp(prefix="collector-fault-kafka-"),
+            "CLICKPIPE_KAFKA_PORT": str(free_port()),
+            "CLICKPIPE_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "CLICKPIPE_KAFKA_HEAP": "256m",
+        }
+    )
+    broker = Kafka(settings)
+    broker.start()
+    wait_healthy(broker)
+    return broker, settings
+
+
+def wait_healthy(broker, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not broker.healthy():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"private broker not healthy:\n{broker.process.log_tail()}")
+        time.sleep(0.5)
+
+
+class Sender(threading.Thread):
+    """Posts batches of ``events_per_request`` like the tag does, retrying after 503; records
+    every outcome. Stops after ``max_requests`` or when ``stop_at`` (monotonic) has passed."""
+
+    def __init__(self, url: str, events_per_request: int = 5, max_requests: int = 4000):
+        super().__init__(daemon=True)
+        self.url = url
+        self.events_per_request = events_per_request
+        self.max_requests = max_requests
+        self.stop_at = time.monotonic() + 120
+        self.outcomes: list[tuple[int, list[str]]] = []  # (status or -1 for no response, event ids)
+        self.run_id = uuid.uuid4().hex[:8]
+
+    def run(self) -> None:
+        session = requests.Session()
+        for n in range(self.max_requests):
+            if time.monotonic() > self.stop_at:
+                break
+            ids = [f"{self.run_id}-{n:05d}-{i}" for i in range(self.events_per_request)]
+            batch = [{"party_id": f"fault-party-{n % 7}", "event_id": e} for e in ids]
+            try:
+                status = session.post(self.url + "/events", json=batch, timeout=15).status_code
+            except requests.RequestException:
+                status = -1
+            self.outcomes.append((status, ids))
+            time.sleep(0.5 if status == 503 else 0.01)
+
+    def accepted(self) -> set[str]:
+        """Ids of the events of every request answered 200."""
+        return {e for status, ids in self.outcomes if status == 200 for e in ids}
 
 
 class Topic:

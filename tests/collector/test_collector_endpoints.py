@@ -126,6 +126,35 @@ def test_buffer_error_mid_batch_reports_the_rest_as_rejected():
     sink.close(0)
 
 
+ACK_WAIT = {"CLICKPIPE_COLLECTOR_ACK_WAIT_MS": "300"}
+
+
+def test_with_an_ack_wait_a_batch_is_answered_once_kafka_acknowledged_it():
+    client, producer, sink = make_client(ACK_WAIT)
+    r = post(client, [{}, {}, {"event_id": "bad"}])
+    assert r.status_code == 200 and r.json["accepted"] == 2 and len(producer.messages) == 2
+    assert producer._reports == []  # both delivery reports came in before the answer
+    assert client.simulate_get("/p.gif").status_code == 200
+    sink.close(0)
+
+
+@pytest.mark.parametrize("options, detail", [({"error": "Broker: Not enough replicas"}, "refused 2 event"),
+                                             ({"deliver": False}, "did not acknowledge within 0.3 s")])
+def test_with_an_ack_wait_a_failed_or_late_delivery_is_503_and_not_remembered(options, detail):
+    client, producer, sink = make_client(ACK_WAIT, **options)
+    r = post(client, [{"event_id": "event-0001"}, {"event_id": "event-0002"}], headers={"Cookie": "_cpp=party-000001"})
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    assert r.json["error"] == "not_delivered" and detail in r.json["detail"]
+    assert client.simulate_get("/p.gif").status_code == 503
+    producer.deliver, producer.error = True, None
+    r = post(client, [{"event_id": "event-0001"}], headers={"Cookie": "_cpp=party-000001"})
+    assert r.status_code == 200
+    assert producer.records()[-1]["duplicate"] is False  # the refused attempt does not count as seen
+    metrics = client.simulate_get("/metrics").text
+    assert 'clickpipe_collector_rejected_events_total{reason="not_delivered"}' in metrics
+    sink.close(0)
+
+
 def test_resent_event_is_flagged_duplicate(collector):
     client, producer = collector
     headers = {"Cookie": "_cpp=party-000001"}

@@ -9,70 +9,13 @@ retries), never a 2xx whose events then vanish.
 from __future__ import annotations
 
 import shutil
-import tempfile
-import threading
 import time
-import uuid
 
 import requests
 
-from clickpipe.config import load
-from collector_support import CollectorProcess, Topic, decode, free_port
+from collector_support import CollectorProcess, Sender, Topic, decode, start_private_broker, wait_healthy
 
 OUTAGE_SECONDS = 10
-MAX_REQUESTS = 4000  # bounds the sender loop together with the deadline below
-EVENTS_PER_REQUEST = 5
-
-
-def start_private_broker(base):
-    from stack.kafka import Kafka
-
-    settings = load(
-        {
-            "CLICKPIPE_CACHE_DIR": str(base.cache_dir),
-            "CLICKPIPE_STATE_DIR": tempfile.mkdtemp(prefix="collector-fault-kafka-"),
-            "CLICKPIPE_KAFKA_PORT": str(free_port()),
-            "CLICKPIPE_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "CLICKPIPE_KAFKA_HEAP": "256m",
-        }
-    )
-    broker = Kafka(settings)
-    broker.start()
-    wait_healthy(broker)
-    return broker, settings
-
-
-def wait_healthy(broker, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not broker.healthy():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"private broker not healthy:\n{broker.process.log_tail()}")
-        time.sleep(0.5)
-
-
-class Sender(threading.Thread):
-    """Posts batches like the tag does, retrying after 503; records every outcome."""
-
-    def __init__(self, url: str):
-        super().__init__(daemon=True)
-        self.url = url
-        self.stop_at = time.monotonic() + 120
-        self.outcomes: list[tuple[int, list[str]]] = []  # (status or -1 for no response, event ids)
-        self.run_id = uuid.uuid4().hex[:8]
-
-    def run(self) -> None:
-        session = requests.Session()
-        for n in range(MAX_REQUESTS):
-            if time.monotonic() > self.stop_at:
-                break
-            ids = [f"{self.run_id}-{n:05d}-{i}" for i in range(EVENTS_PER_REQUEST)]
-            batch = [{"party_id": f"fault-party-{n % 7}", "event_id": e} for e in ids]
-            try:
-                status = session.post(self.url + "/events", json=batch, timeout=15).status_code
-            except requests.RequestException:
-                status = -1
-            self.outcomes.append((status, ids))
-            time.sleep(0.5 if status == 503 else 0.01)
 
 
 def test_broker_outage_loses_no_accepted_event(stack):
@@ -105,7 +48,7 @@ def test_broker_outage_loses_no_accepted_event(stack):
         sender.join(30)
 
         statuses = [s for s, _ in sender.outcomes]
-        accepted = {e for s, ids in sender.outcomes if s == 200 for e in ids}
+        accepted = sender.accepted()
         refused = sum(1 for s in statuses if s == 503)
         consumed = {decode(m)["event_id"] for m in topic.consume(len(accepted), timeout=90)}
         print(
