@@ -9,6 +9,7 @@ import faust
 from agents import enrich
 from app import localstate, logs
 from app.metrics import Metrics
+from app.transport import App
 import tables
 
 
@@ -19,7 +20,7 @@ def brokers(bootstrap: str) -> list[str]:
 def base_app(settings, metrics: Metrics) -> faust.App:
     """A Faust app with the pipeline's runtime settings and ``/metrics``, without agents or tables."""
     logs.configure(settings.pipeline_log_json)
-    app = faust.App(
+    app = App(
         settings.pipeline_app_id,
         broker=brokers(settings.kafka_bootstrap),
         store="rocksdb://",  # the library default is memory://

@@ -79,7 +79,7 @@ class Run:
             except Exception:  # noqa: BLE001 - cleanup is best effort
                 pass
 
-    def worker_env(self, web_port: int) -> dict[str, str]:
+    def worker_env(self, web_port: int, datadir: str = "state") -> dict[str, str]:
         t = self.topics
         env = dict(os.environ)
         env.update({
@@ -90,18 +90,24 @@ class Run:
             "CLICKPIPE_TOPIC_DEAD_LETTERS": t["dead-letters"],
             "CLICKPIPE_PARTITIONS": str(self.partitions),
             "CLICKPIPE_PIPELINE_APP_ID": f"pipeline-{self.tag}",
-            "CLICKPIPE_PIPELINE_DATADIR": str(self.workdir / "state"),
+            "CLICKPIPE_PIPELINE_DATADIR": str(self.workdir / datadir),
             "CLICKPIPE_PIPELINE_WEB_PORT": str(web_port),
         })
         env.update(self.env)
         return env
 
-    def start_worker(self, log_name: str = "worker.log", app_module: str = "app.main") -> subprocess.Popen:
-        """Start ``faust -A <app_module> worker``; the process has ``web_port`` (for /metrics) set."""
+    def start_worker(self, log_name: str = "worker.log", app_module: str = "app.main",
+                     datadir: str = "state") -> subprocess.Popen:
+        """Start ``faust -A <app_module> worker``; the process has ``web_port`` (for /metrics) set.
+
+        Workers running at the same time need their own ``datadir`` (under the work directory),
+        as they would on one host; a restarted worker given the same one finds its local tables.
+        """
         port = free_port()
         with open(self.workdir / log_name, "ab") as log:
             proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", app_module, "worker", "-l", "info"],
-                                    cwd=ROOT, env=self.worker_env(port), stdout=log, stderr=subprocess.STDOUT)
+                                    cwd=ROOT, env=self.worker_env(port, datadir), stdout=log,
+                                    stderr=subprocess.STDOUT)
         proc.web_port = port
         proc.log_path = self.workdir / log_name
         self.workers.append(proc)
