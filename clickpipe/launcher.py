@@ -5,12 +5,17 @@ its topics, the Druid supervisors, the collector (gunicorn), N Faust workers, th
 and the demo traffic generator. It records what *it* started in ``run/launched`` so `down`
 (or Ctrl-C in the foreground) stops exactly that and nothing else: a stack that was already
 up before `up` is left running.
+
+In the foreground `up` also watches what it started: a worker that exits is started again
+(a worker rebuilds its tables from Kafka after a crash, so this is its designed recovery),
+at most ``WORKER_RESTARTS`` times; any other part exiting stops everything, loudly.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,6 +27,8 @@ from clickpipe.config import Settings
 from stack.manager import StackError, StackManager
 from stack.process import ManagedProcess
 
+WORKER_RESTARTS = 5  # per worker and run of `clickpipe up`
+
 @dataclass
 class Component:
     """A Python process of the pipeline; ready when ``ready_url`` answers 200 (None: once started)."""
@@ -30,6 +37,7 @@ class Component:
     command: list[str]
     ready_url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    restart: bool = False  # started again if it exits while `up` runs in the foreground
 
 
 class Launcher:
@@ -57,7 +65,7 @@ class Launcher:
             parts.append(Component(
                 f"worker-{n + 1}", cli + ["worker"], f"http://127.0.0.1:{port}/metrics",
                 env={"CLICKPIPE_PIPELINE_DATADIR": str(s.state_dir / f"pipeline-{n + 1}"),
-                     "CLICKPIPE_PIPELINE_WEB_PORT": str(port), **geo_env}))
+                     "CLICKPIPE_PIPELINE_WEB_PORT": str(port), **geo_env}, restart=True))
         parts.append(Component("dashboard", cli + ["dashboard"],
                                f"http://{s.dashboard_host}:{s.dashboard_port}/healthz"))
         if simulate:
@@ -100,7 +108,7 @@ class Launcher:
             proc = self._process(comp.name)
             if proc.pid() is None:
                 self.echo(f"[up] starting {comp.name}")
-                proc.start(comp.command, Path.cwd(), env={**os.environ, **comp.env})
+                self._start(comp, proc)
                 self._remember(comp.name)
             self._wait(comp, proc)
         s = self.settings
@@ -113,6 +121,9 @@ class Launcher:
             f"  logs        {s.state_dir / 'logs'}",
             "Stop with Ctrl-C (foreground) or `clickpipe down`.",
         ]))
+
+    def _start(self, comp: Component, proc: ManagedProcess) -> None:
+        proc.start(comp.command, Path.cwd(), env={**os.environ, **comp.env})
 
     def _apply_druid(self) -> None:
         from druid import supervisors
@@ -163,14 +174,22 @@ class Launcher:
 
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
+        restarts: Counter[str] = Counter()
         try:
             self.up()
             while stop["signal"] is None:
-                dead = [c.name for c in self.components if self._process(c.name).pid() is None]
-                if dead:
-                    self.echo(f"[up] {', '.join(dead)} stopped unexpectedly; see their logs in "
+                dead = [c for c in self.components if self._process(c.name).pid() is None]
+                fatal = [c.name for c in dead if not c.restart or restarts[c.name] >= WORKER_RESTARTS]
+                if fatal:
+                    self.echo(f"[up] {', '.join(fatal)} stopped unexpectedly; see their logs in "
                               f"{self.settings.state_dir / 'logs'}")
                     return 1
+                for comp in dead:
+                    restarts[comp.name] += 1
+                    proc = self._process(comp.name)
+                    self.echo(f"[up] {comp.name} exited; starting it again ({restarts[comp.name]} of "
+                              f"{WORKER_RESTARTS}); see its log {proc.log_file}")
+                    self._start(comp, proc)
                 time.sleep(1)
             return 0
         finally:

@@ -1,6 +1,7 @@
 """The main job in one command: `clickpipe up` on a fresh state directory brings up the stack,
 the Druid supervisors, the collector, a worker, the dashboard and demo traffic; events reach
-Druid; Ctrl-C stops everything it started and nothing else.
+Druid; a worker killed with SIGKILL is started again; Ctrl-C stops everything it started and
+nothing else.
 
 Runs on its own ports and state directory (jar cache shared), so the stack the other tests
 use is untouched — and checked to still be running at the end.
@@ -8,6 +9,7 @@ use is untouched — and checked to still be running at the end.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ import requests
 from clickpipe.config import load
 from druid.client import DruidClient, DruidError
 from stack.kafka import Kafka
+from stack.process import ManagedProcess
 from private_stack import processes_of, stack_env
 
 PRIVATE = {"COLLECTOR_PORT": 18190, "DASHBOARD_PORT": 18195, "PIPELINE_WEB_PORT": 16066}
@@ -31,6 +34,13 @@ def _wait_for_line(path, text: str, proc: subprocess.Popen, timeout: float) -> N
         assert proc.poll() is None, f"clickpipe up exited early:\n{path.read_text()[-4000:]}"
         time.sleep(1)
     raise AssertionError(f"no {text!r} after {timeout}s:\n{path.read_text()[-4000:]}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url, timeout=5).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def _diagnosis(out, settings) -> str:
@@ -71,6 +81,16 @@ def test_up_runs_everything_and_ctrl_c_stops_only_what_it_started(stack, tmp_pat
         assert events > 0, _diagnosis(out, settings)
         summary = requests.get(f"http://127.0.0.1:{PRIVATE['DASHBOARD_PORT']}/api/summary", timeout=30).json()
         assert sum(r["events"] for r in summary["traffic"]) > 0
+
+        worker = ManagedProcess("worker-1", settings.state_dir / "run", settings.state_dir / "logs" / "worker-1.log")
+        killed = worker.pid()
+        os.kill(killed, signal.SIGKILL)
+        _wait_for_line(out, "worker-1 exited; starting it again (1 of 5)", up, timeout=30)
+        metrics = f"http://127.0.0.1:{PRIVATE['PIPELINE_WEB_PORT']}/metrics"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _answers(metrics):
+            time.sleep(1)
+        assert worker.pid() not in (None, killed) and _answers(metrics), _diagnosis(out, settings)
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(timeout=180)
