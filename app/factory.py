@@ -18,7 +18,11 @@ def brokers(bootstrap: str) -> list[str]:
 
 
 def base_app(settings, metrics: Metrics) -> faust.App:
-    """A Faust app with the pipeline's runtime settings and ``/metrics``, without agents or tables."""
+    """A Faust app with the pipeline's runtime settings and ``/metrics``, without agents or tables.
+
+    As a worker starts, the changelog topics of every table defined by then are created and
+    awaited (:func:`tables.declare_changelogs`), before the worker joins its group.
+    """
     logs.configure(settings.pipeline_log_json)
     app = App(
         settings.pipeline_app_id,
@@ -44,6 +48,10 @@ def base_app(settings, metrics: Metrics) -> faust.App:
         producer_request_timeout=60.0,
     )
 
+    @app.on_worker_init.connect
+    def declare_changelogs(sender, **kwargs):
+        tables.declare_changelogs(settings, app.tables.values())  # the tables defined by then: all
+
     @app.page("/metrics")
     async def prometheus(web, request):
         return web.bytes(metrics.exposition(), content_type="text/plain; version=0.0.4")
@@ -59,8 +67,7 @@ def create_app(settings) -> faust.App:
     app.clickpipe_enricher = enrich.register(app, settings, app.clickpipe_tables, metrics)
 
     @app.on_worker_init.connect
-    def prepare(sender, **kwargs):
-        tables.declare_changelogs(settings, app.clickpipe_tables)
+    def claim_local_state(sender, **kwargs):
         localstate.claim(settings.pipeline_datadir, Path(app.conf.tabledir))
 
     @app.on_before_shutdown.connect

@@ -15,7 +15,8 @@ that covers it, in the same transaction as the outputs and the consumer offset.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import Iterable
 
 import faust
 from faust.streams import current_event
@@ -53,8 +54,8 @@ class Tables:
     ips: faust.Table
 
 
-def declare_changelogs(settings, tables: Tables) -> list[str]:
-    """Create the tables' changelog topics if missing and wait until Kafka serves them; returns those created.
+def declare_changelogs(settings, tables: Iterable[faust.Table]) -> list[str]:
+    """Create the changelog topics of ``tables`` if missing and wait until Kafka serves them; returns those created.
 
     Called as a worker starts, before it joins the consumer group. Left to Faust, the topics
     are created while the worker subscribes, and the group may be assigned from metadata
@@ -63,7 +64,7 @@ def declare_changelogs(settings, tables: Tables) -> list[str]:
     that crashes the worker at the next rebalance). Same topic settings as Faust's own.
     """
     created = []
-    for table in (getattr(tables, f.name) for f in fields(tables)):
+    for table in tables:
         topic = table.changelog_topic
         policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
         config = {**(topic.config or {}), **({"cleanup.policy": ",".join(policy)} if policy else {})}
