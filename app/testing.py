@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 import schemas
+from clickpipe.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,11 +64,7 @@ class Run:
         return {kind: f"test.{self.tag}.{kind}" for kind in ("raw", "enriched", "sessions", "dead-letters")}
 
     def create_topics(self) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        futures = admin.create_topics([NewTopic(t, num_partitions=self.partitions, replication_factor=1)
-                                       for t in self.topics.values()])
-        for f in futures.values():
-            f.result(timeout=30)
+        ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions)
 
     def delete_topics(self) -> None:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})

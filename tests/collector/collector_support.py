@@ -22,10 +22,11 @@ from types import SimpleNamespace
 import falcon.testing
 import requests
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 import schemas
 from clickpipe.config import Settings, load
+from clickpipe.topics import ensure_topics
 from collector.app import create_app
 from collector.sink import Sink
 
@@ -217,9 +218,7 @@ class Topic:
         self.bootstrap = bootstrap
         self.name = f"collector-test-{uuid.uuid4().hex[:12]}"
         self.admin = AdminClient({"bootstrap.servers": bootstrap})
-        self.admin.create_topics([NewTopic(self.name, num_partitions=partitions, replication_factor=1)])[
-            self.name
-        ].result(timeout=30)
+        ensure_topics(bootstrap, [self.name], partitions)
 
     def consume(self, expected: int, timeout: float = 60.0) -> list:
         """Read from the beginning until ``expected`` messages (or ``timeout``); returns messages."""

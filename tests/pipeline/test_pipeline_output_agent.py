@@ -11,9 +11,10 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from app.testing import ROOT, Run, decode_all
+from clickpipe.topics import ensure_topics
 
 APP_MODULE = '''
 import os
@@ -38,7 +39,7 @@ def run(stack, tmp_path):
     r.env.update({"PYTHONPATH": str(tmp_path), "PURCHASES_TOPIC": f"test.{r.tag}.purchases"})
     admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     with r:
-        admin.create_topics([NewTopic(r.env["PURCHASES_TOPIC"], stack.partitions, 1)])[r.env["PURCHASES_TOPIC"]].result(30)
+        ensure_topics(stack.kafka_bootstrap, [r.env["PURCHASES_TOPIC"]], stack.partitions)
         yield r
     admin.delete_topics([r.env["PURCHASES_TOPIC"]])[r.env["PURCHASES_TOPIC"]].result(30)
 
