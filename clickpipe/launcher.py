@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import signal
-from collections import Counter
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from stack.manager import StackError, StackManager
 from stack.process import ManagedProcess
 
 WORKER_RESTARTS = 5  # per worker and run of `clickpipe up`
+
 
 @dataclass
 class Component:
