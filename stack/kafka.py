@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import base64
+import os
 import subprocess
-import uuid
+from collections.abc import Callable
 
 from clickpipe.config import Settings
 from stack import jars
 from stack.services import LOG4J2_CONSOLE, Service, properties
+
+
+def new_cluster_id(random_bytes: Callable[[int], bytes] = os.urandom) -> str:
+    """A new cluster id as `kafka-storage random-uuid` makes it, without starting a JVM.
+
+    16 random bytes in unpadded URL-safe base64, never starting with "-": the storage
+    tool's argument parser would read such an id as an option (Kafka's own Uuid draws
+    again in that case too; about one id in 64 would otherwise fail the format).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(random_bytes(16)).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 class Kafka(Service):
@@ -65,11 +79,8 @@ class Kafka(Service):
             self._format()
 
     def _format(self) -> None:
-        # Kafka's cluster ids are 16 random bytes in unpadded URL-safe base64 (what
-        # `StorageTool random-uuid` prints); making one here saves starting a JVM.
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(self.properties)),
+            self._java("kafka.tools.StorageTool", "format", "-t", new_cluster_id(), "-c", str(self.properties)),
             capture_output=True, text=True,
         )
         if result.returncode != 0:
