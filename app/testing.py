@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 import schemas
-from clickpipe.topics import ensure_topics
+from clickpipe.topics import delete_topics, ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,14 +66,7 @@ class Run:
         ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions)
 
     def delete_topics(self) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        names = list(self.topics.values())
-        names += [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"pipeline-{self.tag}-")]
-        for f in admin.delete_topics(names).values():
-            try:
-                f.result(timeout=30)
-            except Exception:  # noqa: BLE001 - cleanup is best effort
-                pass
+        delete_topics(self.bootstrap, list(self.topics.values()), prefix=f"pipeline-{self.tag}-")
 
     def worker_env(self, web_port: int, datadir: str = "state") -> dict[str, str]:
         t = self.topics

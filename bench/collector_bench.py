@@ -35,12 +35,12 @@ import uuid
 from pathlib import Path
 
 import requests
-from confluent_kafka.admin import AdminClient, NewTopic
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from clickpipe.config import settings  # noqa: E402
+from clickpipe.topics import delete_topics, ensure_topics  # noqa: E402
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 PIXEL_QUERY = "/p.gif?event_type=pageView&party_id=bench-party-0001&location=http%3A%2F%2Fshop.example%2Fp%2F1&screen_width=1920&screen_height=1080"
@@ -257,9 +257,8 @@ def main() -> None:
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="collector-bench-"))
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     topic = f"collector-bench-{uuid.uuid4().hex[:8]}"
-    admin.create_topics([NewTopic(topic, num_partitions=settings.partitions, replication_factor=1)])[topic].result(30)
+    ensure_topics(settings.kafka_bootstrap, [topic], settings.partitions)
     results: dict[str, dict] = {}
     profiles: dict[str, str] = {}
     nginx = None
@@ -292,7 +291,7 @@ def main() -> None:
     finally:
         if nginx:
             stop(nginx)
-        admin.delete_topics([topic])
+        delete_topics(settings.kafka_bootstrap, [topic])
         shutil.rmtree(workdir, ignore_errors=True)
     report(results, classes, args, profiles)
 

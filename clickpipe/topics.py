@@ -1,7 +1,7 @@
 """Creating Kafka topics the project owns, and waiting until the cluster serves them.
 
-Used by ``clickpipe stack topics`` (the pipeline's topics) and by a starting worker (its
-tables' changelog topics). Keyed state is partition-local, so a topic that exists with
+Used by ``clickpipe stack topics`` (the pipeline's topics), by a starting worker (its
+tables' changelog topics), and by tests and benchmarks for their own topics. Keyed state is partition-local, so a topic that exists with
 another partition count than configured is an error, never silently used.
 """
 
@@ -68,3 +68,29 @@ def _describe(client: AdminClient, names: list[str], timeout: float, partitions:
                              f"change CLICKPIPE_PARTITIONS or recreate it")
         led[name] = sum(1 for p in meta.partitions.values() if p.leader >= 0 and p.error is None)
     return led
+
+
+def delete_topics(bootstrap: str, names: list[str], prefix: str | None = None, timeout: float = 30.0) -> list[str]:
+    """Delete ``names`` and, if ``prefix`` is given, every topic whose name starts with it; returns what was deleted.
+
+    For cleaning up after tests and benchmarks: a topic that is already gone is not an error.
+    """
+    client = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+    names = list(names)
+    if prefix is not None:
+        try:
+            listed = client.list_topics(timeout=timeout).topics
+        except Exception as exc:  # noqa: BLE001 - KafkaException: broker unreachable
+            raise TopicError(f"Kafka metadata unavailable: {exc}") from exc
+        names += sorted(t for t in listed if t.startswith(prefix) and t not in names)
+    if not names:
+        return []
+    deleted = []
+    for name, future in client.delete_topics(names, operation_timeout=timeout).items():
+        try:
+            future.result(timeout=timeout)
+            deleted.append(name)
+        except Exception as exc:  # noqa: BLE001 - KafkaException
+            if "UNKNOWN_TOPIC_OR_PART" not in str(exc):
+                raise TopicError(f"deleting topic {name} failed: {exc}") from exc
+    return deleted

@@ -14,10 +14,10 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 
 import schemas
 from clickpipe.config import Settings, load, settings as default_settings
+from clickpipe.topics import delete_topics, ensure_topics
 from druid.client import DruidClient, DruidError
 
 _ids = itertools.count(1)
@@ -168,11 +168,9 @@ def private_druid(cfg: Settings, partitions: int = 1, create_topics: bool = True
     """Create ``cfg``'s two topics (unless ``create_topics`` is false: someone else owns them);
     on exit terminate their supervisors, drop their datasources and delete the topics this
     created (the indexer's task slots are shared with everyone)."""
-    admin = AdminClient({"bootstrap.servers": cfg.kafka_bootstrap})
     topics = [cfg.topic_enriched, cfg.topic_sessions] if create_topics else []
     if topics:
-        for future in admin.create_topics([NewTopic(t, partitions, 1) for t in topics]).values():
-            future.result(30)
+        ensure_topics(cfg.kafka_bootstrap, topics, partitions)
     client = DruidClient(cfg)
     try:
         yield client
@@ -185,5 +183,4 @@ def private_druid(cfg: Settings, partitions: int = 1, create_topics: bool = True
                 except DruidError:
                     pass  # never created (the test failed before submitting it)
         if topics:
-            for future in admin.delete_topics(topics).values():
-                future.result(30)
+            delete_topics(cfg.kafka_bootstrap, topics)

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from clickpipe.topics import TopicError, ensure_topics
+from clickpipe.topics import TopicError, delete_topics, ensure_topics
 
 
 @pytest.fixture
@@ -16,12 +16,7 @@ def admin(stack):
     client = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     names: list[str] = []
     yield client, names
-    if names:
-        for future in client.delete_topics(names).values():
-            try:
-                future.result(timeout=30)
-            except Exception:  # noqa: BLE001 - not every name was created
-                pass
+    delete_topics(stack.kafka_bootstrap, names)
 
 
 def new_names(names: list[str], n: int) -> list[str]:
@@ -50,6 +45,23 @@ def test_a_topic_with_another_partition_count_is_an_error_naming_it(stack, admin
     client.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result(30)
     with pytest.raises(TopicError, match=f"topic {name} has 2 partitions, configured 4"):
         ensure_topics(stack.kafka_bootstrap, [name], 4)
+
+
+def test_delete_topics_removes_names_and_prefixed_topics_and_tolerates_missing_ones(stack, admin):
+    _, names = admin
+    a, b, c = new_names(names, 3)
+    ensure_topics(stack.kafka_bootstrap, [a, b, c], 1)
+    prefix = b.rsplit(".", 1)[0] + "."
+    gone = f"{prefix}never-created"
+    assert sorted(delete_topics(stack.kafka_bootstrap, [a, gone], prefix=prefix)) == sorted([a, b, c])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        listed = AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).list_topics(timeout=10).topics
+        if not {a, b, c} & set(listed):
+            break
+        time.sleep(0.2)
+    assert not {a, b, c} & set(listed)
+    assert delete_topics(stack.kafka_bootstrap, [a]) == []
 
 
 def test_an_unreachable_broker_is_a_clear_error_within_the_timeout():

@@ -22,11 +22,10 @@ from types import SimpleNamespace
 import falcon.testing
 import requests
 from confluent_kafka import Consumer
-from confluent_kafka.admin import AdminClient
 
 import schemas
 from clickpipe.config import Settings, load
-from clickpipe.topics import ensure_topics
+from clickpipe.topics import delete_topics, ensure_topics
 from collector.app import create_app
 from collector.sink import Sink
 
@@ -217,7 +216,6 @@ class Topic:
     def __init__(self, bootstrap: str, partitions: int = 4):
         self.bootstrap = bootstrap
         self.name = f"collector-test-{uuid.uuid4().hex[:12]}"
-        self.admin = AdminClient({"bootstrap.servers": bootstrap})
         ensure_topics(bootstrap, [self.name], partitions)
 
     def consume(self, expected: int, timeout: float = 60.0) -> list:
@@ -250,7 +248,7 @@ class Topic:
         return messages
 
     def delete(self) -> None:
-        self.admin.delete_topics([self.name])
+        delete_topics(self.bootstrap, [self.name])
 
 
 def decode(msg) -> dict:

@@ -11,10 +11,9 @@ import time
 
 import pytest
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.admin import AdminClient
 
 from app.testing import ROOT, Run, decode_all
-from clickpipe.topics import ensure_topics
+from clickpipe.topics import delete_topics, ensure_topics
 
 APP_MODULE = '''
 import os
@@ -37,11 +36,10 @@ def run(stack, tmp_path):
     (tmp_path / "purchases_app.py").write_text(APP_MODULE)
     r = Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions)
     r.env.update({"PYTHONPATH": str(tmp_path), "PURCHASES_TOPIC": f"test.{r.tag}.purchases"})
-    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})
     with r:
         ensure_topics(stack.kafka_bootstrap, [r.env["PURCHASES_TOPIC"]], stack.partitions)
         yield r
-    admin.delete_topics([r.env["PURCHASES_TOPIC"]])[r.env["PURCHASES_TOPIC"]].result(30)
+    delete_topics(stack.kafka_bootstrap, [r.env["PURCHASES_TOPIC"]])
 
 
 def test_documented_purchases_agent_forwards_human_purchases(run, raw_click):
