@@ -31,6 +31,8 @@ def _stack(args: argparse.Namespace) -> int:
             manager.restart(args.services)
         elif args.action == "topics":
             manager.create_topics()
+        elif args.action == "prune":
+            _prune(settings)
         elif args.action == "status":
             rows = manager.status()
             print(render([{k: r[k] for k in ("service", "pid", "address", "state")} for r in rows]))
@@ -43,6 +45,16 @@ def _stack(args: argparse.Namespace) -> int:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _prune(settings) -> None:
+    from stack import jars
+
+    pruned = jars.prune(settings)
+    for root, size, state in pruned:
+        print(f"[stack] {root} ({size} MB): {state}")
+    freed = sum(size for _, size, state in pruned if state == "deleted")
+    print(f"[stack] freed {freed} MB" if pruned else "[stack] no outdated jar closures in the cache")
 
 
 def _become_python(*args: str) -> NoReturn:
@@ -198,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     restart = stack_sub.add_parser("restart", help="stop the named services (default: all), then start and wait as `up` does")
     restart.add_argument("services", nargs="*", help="kafka, zookeeper, druid-coordinator, druid-indexer, ...")
     stack_sub.add_parser("topics", help="create the pipeline topics if missing")
+    stack_sub.add_parser("prune", help="delete cached jar closures of poms this checkout no longer uses "
+                                       "(kept while a running process uses one)")
     logs = stack_sub.add_parser("logs", help="show a service's log")
     logs.add_argument("service", help="kafka, zookeeper, druid-coordinator, druid-broker, ...")
     logs.add_argument("-n", "--lines", type=int, default=50)

@@ -3,7 +3,7 @@
 Each closure is resolved once into a directory named after the pom's content hash, so a
 changed pom resolves anew and an unchanged one is reused across runs and clones. A
 ``.complete`` marker is written last: a half-finished download is never mistaken for a
-usable closure.
+usable closure. ``clickpipe stack prune`` deletes closures of poms no longer in the checkout.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from clickpipe.config import Settings
@@ -25,6 +26,11 @@ DRUID_EXTENSIONS = {
     "druid-kafka-indexing-service": "33.0.0",
     "druid-datasketches": "33.0.0",
     "druid-avro-extensions": "0.20.0",
+}
+# Closure name -> (poms it is resolved from, extra input to its cache key).
+CLOSURES = {
+    "kafka": (("kafka.pom.xml",), ""),
+    "druid": (("druid.pom.xml", "druid-extension.pom.xml"), repr(sorted(DRUID_EXTENSIONS.items()))),
 }
 
 
@@ -63,9 +69,14 @@ def _copy_closure(settings: Settings, pom: str, target: Path, label: str, extra:
         raise ResolveError(f"Maven failed resolving {label}:\n" + "\n".join(tail))
 
 
-def _resolve(settings: Settings, name: str, poms: tuple[str, ...], label: str, layout, salt: str = "") -> Path:
+def _closure_dir(settings: Settings, name: str) -> Path:
+    poms, salt = CLOSURES[name]
     digest = _digest(salt, *((POM_DIR / pom).read_text() for pom in (*poms, "settings.xml")))
-    root = settings.cache_dir / "jars" / f"{name}-{digest}"
+    return settings.cache_dir / "jars" / f"{name}-{digest}"
+
+
+def _resolve(settings: Settings, name: str, label: str, layout) -> Path:
+    root = _closure_dir(settings, name)
     if (root / ".complete").exists():
         return root
     if root.exists():
@@ -76,13 +87,47 @@ def _resolve(settings: Settings, name: str, poms: tuple[str, ...], label: str, l
     return root
 
 
+def prune(settings: Settings, running: Callable[[Path], bool] | None = None) -> list[tuple[Path, int, str]]:
+    """Delete the cached closures this checkout's poms no longer resolve to.
+
+    A closure that a running process has on its command line (another checkout's stack on
+    older poms, say) is kept. Returns (directory, size in MB, "deleted" | "in use") for each
+    closure that is not current; the Maven repository and current closures are never touched.
+    """
+    running = running or _in_use
+    current = {_closure_dir(settings, name) for name in CLOSURES}
+    jars_dir = settings.cache_dir / "jars"
+    result = []
+    for root in sorted(jars_dir.iterdir()) if jars_dir.is_dir() else ():
+        if root in current or not root.is_dir():
+            continue
+        size = _size_mb(root)
+        if running(root):
+            result.append((root, size, "in use"))
+        else:
+            shutil.rmtree(root)
+            result.append((root, size, "deleted"))
+    return result
+
+
+def _in_use(root: Path) -> bool:
+    needle = str(root).encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle in cmdline.read_bytes():
+                return True
+        except OSError:  # the process ended meanwhile
+            continue
+    return False
+
+
 def _size_mb(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) // (1024 * 1024)
 
 
 def kafka_home(settings: Settings) -> Path:
     """Directory whose ``libs/`` holds the Kafka broker's runtime closure."""
-    return _resolve(settings, "kafka", ("kafka.pom.xml",), "Kafka",
+    return _resolve(settings, "kafka", "Kafka",
                     lambda root: _copy_closure(settings, "kafka.pom.xml", root / "libs", "Kafka"))
 
 
@@ -95,5 +140,4 @@ def druid_home(settings: Settings) -> Path:
             _copy_closure(settings, "druid-extension.pom.xml", root / "extensions" / ext, ext,
                           (f"-Dextension={ext}", f"-Dextension.version={version}"))
 
-    return _resolve(settings, "druid", ("druid.pom.xml", "druid-extension.pom.xml"), "Druid", layout,
-                    salt=repr(sorted(DRUID_EXTENSIONS.items())))
+    return _resolve(settings, "druid", "Druid", layout)
