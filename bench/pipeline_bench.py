@@ -14,7 +14,7 @@ Traffic: most user agents come from a small pool of real browser strings (2 % ar
 variants), 5 % of events are bots (crawler UAs, headless, webdriver), 1 % are duplicates,
 and 10 % of events are a party's last before a 31-minute pause, so they end a session.
 
-Usage: python bench/pipeline_bench.py [--events 150000] [--parties 30000]
+Usage: python bench/pipeline_bench.py [--events 150000] [--parties 30000] [--workers 1]
 """
 
 from __future__ import annotations
@@ -116,43 +116,61 @@ def vm(pid: int, field: str) -> int:
     return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1)) * 1024
 
 
-def measure(run: Run, records: list[dict], app_module: str, timeout: float = 600) -> dict:
+def measure(run: Run, records: list[dict], app_module: str, workers: int = 1, timeout: float = 600) -> dict:
+    """Throughput of ``workers`` worker processes over ``records`` (summed), their peak memory and state.
+
+    One worker finds the backlog already in the topic. Several are all started, and the
+    group settled, before the records are produced, so no rebalance falls in the measurement.
+    """
     run.create_topics()
-    run.produce(records)
-    proc = run.start_worker(f"{app_module}.log", app_module=app_module)
-    run.wait_ready(proc)
+    if workers == 1:
+        run.produce(records)
+    procs = [run.start_worker(f"{app_module}-{i}.log", app_module=app_module, datadir=f"state-{i}")
+             for i in range(workers)]
+    for proc in procs:
+        run.wait_ready(proc)
+    if workers > 1:
+        run.produce(records)
+    enriched = f'clickpipe_pipeline_records_out_total{{topic="{run.topics["enriched"]}"}}'
     samples = []
     deadline = time.monotonic() + timeout
     n = len(records)
     peak = 0
     while time.monotonic() < deadline:
-        text = run.metrics(proc)
-        done = counter(text, "clickpipe_pipeline_records_in_total")
+        texts = [run.metrics(proc) for proc in procs]
+        done = sum(counter(text, "clickpipe_pipeline_records_in_total") for text in texts)
         samples.append((time.monotonic(), done))
-        peak = max(peak, vm(proc.pid, "VmRSS"))
-        finished = (counter(text, f'clickpipe_pipeline_records_out_total{{topic="{run.topics["enriched"]}"}}')
-                    + counter(text, "clickpipe_pipeline_dropped_total"))
+        peak = max([peak] + [vm(proc.pid, "VmRSS") for proc in procs])
+        finished = sum(counter(text, enriched) + counter(text, "clickpipe_pipeline_dropped_total") for text in texts)
         if finished >= n:
             break
         time.sleep(0.5)
-    text = run.metrics(proc)
+    texts = [run.metrics(proc) for proc in procs]
     lo = next(s for s in samples if s[1] >= 0.1 * n)
     hi = next(s for s in samples if s[1] >= 0.9 * n)
+    dropped = collections.Counter()
+    for text in texts:
+        for line in text.splitlines():
+            if line.startswith("clickpipe_pipeline_dropped_total{"):
+                dropped[line.split('"')[1]] += float(line.rsplit(" ", 1)[1])
+    total = lambda name: sum(counter(text, name) for text in texts)  # noqa: E731
     result = {
+        "workers": workers,
         "events_per_s": (hi[1] - lo[1]) / (hi[0] - lo[0]),
-        "rss_peak_mb": max(peak, vm(proc.pid, "VmHWM")) / 2**20,
-        "records_in": counter(text, "clickpipe_pipeline_records_in_total"),
-        "enriched_out": counter(text, f'clickpipe_pipeline_records_out_total{{topic="{run.topics["enriched"]}"}}'),
-        "sessions_out": counter(text, f'clickpipe_pipeline_records_out_total{{topic="{run.topics["sessions"]}"}}'),
-        "dropped": {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                    if line.startswith("clickpipe_pipeline_dropped_total{")},
-        "bots": counter(text, "clickpipe_pipeline_bots_total"),
+        "rss_peak_mb": max([peak] + [vm(proc.pid, "VmHWM") for proc in procs]) / 2**20,
+        "records_in": total("clickpipe_pipeline_records_in_total"),
+        "enriched_out": total(enriched),
+        "sessions_out": total(f'clickpipe_pipeline_records_out_total{{topic="{run.topics["sessions"]}"}}'),
+        "dropped": dict(dropped),
+        "bots": total("clickpipe_pipeline_bots_total"),
     }
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=60)
-    run.workers.remove(proc)
-    tables = run.workdir / "state"
-    result["state_dir_mb"] = int(subprocess.check_output(["du", "-sb", str(tables)]).split()[0]) / 2**20
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        proc.wait(timeout=60)
+        run.workers.remove(proc)
+    du = subprocess.check_output(["du", "-sbc", *(str(run.workdir / f"state-{i}") for i in range(workers))])
+    result["state_dir_mb"] = int(du.split()[-2]) / 2**20
     return result
 
 
@@ -196,6 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=150_000)
     parser.add_argument("--parties", type=int, default=30_000)
+    parser.add_argument("--workers", type=int, default=1, help="worker processes for (a) and (b) each")
     args = parser.parse_args()
     geo_env = test_database_env(settings.cache_dir)
     records = traffic(args.events, args.parties)
@@ -207,7 +226,7 @@ def main() -> None:
         workdir.mkdir()
         run = Run(settings.kafka_bootstrap, workdir, partitions=settings.partitions, env=geo_env)
         try:
-            report[name] = measure(run, records, module)
+            report[name] = measure(run, records, module, args.workers)
         finally:
             run.kill_workers(signal.SIGTERM)
             run.delete_topics()
