@@ -34,12 +34,22 @@ class AttachedTable(faust.Table):
     the next commit) or carry writes of a record it does not cover (replayed after a crash
     on top of state that already has them). Attaching each write to the current record's
     offset, as outputs are (``stream_publish_on_commit``), ties them to that offset.
+
+    Under exactly-once every write is therefore published in a transaction, so the changelog's
+    last offset is always a transaction marker, which table recovery relies on
+    (:meth:`app.transport.App.marker_ended_topics`). A write outside stream iteration (from
+    a timer, say) would be neither attached nor transactional: it raises instead.
     """
 
+    transactional_only = True
+
     def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
-        event = current_event()
-        if event is None or not self.app.conf.stream_publish_on_commit:
+        if not self.app.conf.stream_publish_on_commit:
             return super().send_changelog(partition, key, value, key_serializer, value_serializer)
+        event = current_event()
+        if event is None:
+            raise RuntimeError(f"table {self.name} written outside stream iteration; "
+                               "write tables only while handling a record")
         return event._attach(
             self.changelog_topic, key, value, partition=partition,
             key_serializer=key_serializer or self.key_serializer,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import signal
 import time
 
 import pytest
@@ -115,3 +116,43 @@ def test_a_starting_worker_declares_its_compacted_changelog_topics_before_it_joi
     log = worker.log_path.read_text()
     first_assignment = log.split("Setting newly assigned partitions", 1)[1].split("for group", 1)[0]
     assert all(name in first_assignment for name in changelogs), first_assignment
+
+
+def test_a_worker_with_empty_local_state_rebuilds_every_table_write_without_the_aborted_tx_wait(
+        stack, geo_env, tmp_path, raw_click):
+    """Table recovery reads each changelog to its last record, and stops there at once.
+
+    The changelogs are written in transactions, so each ends with a transaction marker; Faust
+    would wait for a record at the marker's offset and give up after ~10 s ("Aborted tx until
+    highwater"). The worker reports those highwaters one lower (app.transport); a highwater
+    one too low would lose the last write of a partition, which here holds the dedup memory
+    and the open session of that partition's last click.
+    """
+    with Run(stack.kafka_bootstrap, tmp_path, partitions=stack.partitions, env=geo_env) as run:
+        start = int(time.time() * 1000)
+        first = wave(raw_click, 1, start)
+        first_worker = run.start_worker("first.log", datadir="first")
+        run.produce(first)
+        before = decode_all(run.consume("enriched", len(first), timeout=120))
+        assert len(before) == len(first)
+        first_worker.send_signal(signal.SIGTERM)
+        assert first_worker.wait(timeout=60) == 0
+
+        second_worker = run.start_worker("second.log", datadir="second")  # a new host: tables from Kafka only
+        run.wait_ready(second_worker)
+        resent = first[-PARTIES:]  # every party's last click: the last write of each changelog partition
+        later = [raw_click(party_id=c["party_id"], event_id="after-restart", server_time=start + 1000,
+                           location="https://shop.example.com/after") for c in resent]
+        run.produce(resent + later)
+        after = decode_all(run.consume("enriched", len(first) + len(later), timeout=120))
+
+    # every resent click was recognised as a duplicate: nothing but the later clicks was added
+    assert collections.Counter((c["party_id"], c["event_id"]) for c in after) == collections.Counter(
+        (c["party_id"], c["event_id"]) for c in first + later)
+    sessions = {c["party_id"]: c["session_id"] for c in before}
+    for click in (c for c in after if c["event_id"] == "after-restart"):
+        assert click["session_id"] == sessions[click["party_id"]]  # the session went on where it was
+        assert click["session_seq"] == EVENTS_PER_WAVE + 1
+    log = second_worker.log_path.read_text()
+    assert "Recovery complete" in log
+    assert "Aborted tx until highwater" not in log
