@@ -1,8 +1,9 @@
 """Creating Kafka topics the project owns, and waiting until the cluster serves them.
 
 Used by ``clickpipe stack topics`` (the pipeline's topics), by a starting worker (its
-tables' changelog topics), and by tests and benchmarks for their own topics. Keyed state is partition-local, so a topic that exists with
-another partition count than configured is an error, never silently used.
+tables' changelog topics), and by tests and benchmarks for their own topics. Keyed state is
+partition-local, so a topic that exists with another partition count than configured is an
+error, never silently used.
 """
 
 from __future__ import annotations
