@@ -55,10 +55,7 @@ def _describe(client: AdminClient, names: list[str], timeout: float, partitions:
 
     Raises :class:`TopicError` if one has a partition count other than 0 (being created) and ``partitions``.
     """
-    try:
-        topics = client.list_topics(timeout=timeout).topics
-    except Exception as exc:  # noqa: BLE001 - KafkaException: broker unreachable
-        raise TopicError(f"Kafka metadata unavailable: {exc}") from exc
+    topics = _list_topics(client, timeout)
     led = {}
     for name in names:
         meta = topics.get(name)
@@ -71,6 +68,14 @@ def _describe(client: AdminClient, names: list[str], timeout: float, partitions:
     return led
 
 
+def _list_topics(client: AdminClient, timeout: float) -> dict:
+    """The cluster's topic metadata by name; :class:`TopicError` if Kafka does not answer."""
+    try:
+        return client.list_topics(timeout=timeout).topics
+    except Exception as exc:  # noqa: BLE001 - KafkaException: broker unreachable
+        raise TopicError(f"Kafka metadata unavailable: {exc}") from exc
+
+
 def delete_topics(bootstrap: str, names: list[str], prefix: str | None = None, timeout: float = 30.0) -> list[str]:
     """Delete ``names`` and, if ``prefix`` is given, every topic whose name starts with it; returns what was deleted.
 
@@ -79,11 +84,7 @@ def delete_topics(bootstrap: str, names: list[str], prefix: str | None = None, t
     client = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
     names = list(names)
     if prefix is not None:
-        try:
-            listed = client.list_topics(timeout=timeout).topics
-        except Exception as exc:  # noqa: BLE001 - KafkaException: broker unreachable
-            raise TopicError(f"Kafka metadata unavailable: {exc}") from exc
-        names += sorted(t for t in listed if t.startswith(prefix) and t not in names)
+        names += sorted(t for t in _list_topics(client, timeout) if t.startswith(prefix) and t not in names)
     if not names:
         return []
     deleted = []
