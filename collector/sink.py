@@ -57,14 +57,14 @@ class _Acks:
 
     def __call__(self, err, msg) -> None:  # librdkafka's delivery callback, on the poll thread
         self._report(err, msg)
-        with self._lock:
-            self._failed += err is not None
-            self._left -= 1
-            if self._left <= 0:
-                self._done.set()
+        self._settle(1, failed=err is not None)
 
     def not_queued(self, count: int) -> None:
+        self._settle(count, failed=False)
+
+    def _settle(self, count: int, failed: bool) -> None:
         with self._lock:
+            self._failed += count if failed else 0
             self._left -= count
             if self._left <= 0:
                 self._done.set()
