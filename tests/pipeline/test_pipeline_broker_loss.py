@@ -1,6 +1,6 @@
 """Broker loss: a running pipeline worker rides out a Kafka outage without a restart.
 
-The worker runs against a private single-node broker (the collector fault test's helper:
+The worker runs against a private single-node broker (the collector tests' helper:
 same jar cache, own ports, own data directory under this test's tmp_path), so stopping
 that broker disturbs no other test. After a first wave of clicks is fully enriched, the
 broker is stopped with SIGTERM and kept down for ~10 s while the worker keeps running, then
@@ -26,7 +26,7 @@ from app.testing import Run, decode_all
 from clickpipe.config import settings as default_settings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collector"))
-from test_collector_fault import start_private_broker, wait_healthy  # noqa: E402  (private broker helpers)
+from collector_support import start_private_broker, wait_healthy  # noqa: E402  (private broker helpers)
 
 # Needs a real broker (its own), not the shared stack: marked as a service test explicitly.
 pytestmark = pytest.mark.stack
