@@ -1,22 +1,27 @@
-"""The Avro schemas of every topic, and the one way to encode and decode them.
+"""The schemas of every topic, and the one way to encode and decode their messages.
 
-Each ``*.avsc`` file in this folder is a schema; it is the single source of truth for the
-topic that carries it and for the Druid datasource built from it. Records travel as raw
-Avro binary (no framing) with two Kafka headers naming the writer schema:
+Each ``*.avsc`` file in this folder is an Avro schema; it is the single source of truth for
+the topic that carries it and for the Druid datasource built from it. Every message carries
+two Kafka headers naming its writer schema:
 
 - ``schema``: the full name, for example ``clickpipe.RawClick``;
 - ``schema-fingerprint``: the hex CRC-64-AVRO fingerprint of the writer schema.
 
-A reader looks the writer schema up by fingerprint (every schema version it knows, see
+Message formats, by topic:
+
+- **raw** (collector -> worker): a ``RawBatch`` (:func:`encode_batch`): many RawClick events
+  of one partition, each its own raw Avro binary, so a bad event can be set aside alone.
+  Single RawClick messages (older producers, re-produced dead letters) stay valid;
+  :func:`raw_events` reads both kinds as a list of (event bytes, event headers).
+- **enriched, sessions** (worker -> Druid): newline-delimited JSON rows (:func:`encode_rows`),
+  many per message, with the header ``content-type: application/x-ndjson``. The fields of a
+  row are exactly the schema's; Druid's core ``json`` input format reads them, and one bad
+  line never stops ingestion. :func:`decode_rows` reads them back (also the framed or plain
+  Avro values older versions of the pipeline wrote, see :func:`decode_message`).
+
+A reader looks a writer schema up by fingerprint (every schema version it knows, see
 :func:`register`) and resolves it to the current reader schema, so producers and consumers
 can be upgraded in either order as long as each change is backward compatible.
-
-Topics that Druid ingests (enriched clicks, sessions) cannot rely on headers: Druid's Avro
-parser sees only the value. Their values are *framed* (:func:`encode_framed`): one version
-byte (1), the writer schema's 4-byte big-endian id (:attr:`Schema.druid_id`), then the raw
-Avro binary — the layout of Druid's ``multiple_schemas_inline`` decoder, which is given every
-known version of the schema, so evolving a schema never stops ingestion. The headers are
-set on those topics too.
 """
 
 from __future__ import annotations
@@ -29,11 +34,14 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import fastavro
+import orjson
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 HEADER_NAME = "schema"
 HEADER_FINGERPRINT = "schema-fingerprint"
+HEADER_CONTENT_TYPE = "content-type"
+NDJSON = b"application/x-ndjson"
 FRAME_VERSION = 1
 
 
@@ -57,13 +65,24 @@ class Schema:
 
     @cached_property
     def frame_prefix(self) -> bytes:
-        """The first five bytes of a framed value written with this schema."""
+        """The first five bytes of a framed value written with this schema (pipeline versions before
+        JSON rows wrote the Druid-facing topics so; still read by :func:`decode_message`)."""
         return bytes([FRAME_VERSION]) + self.druid_id.to_bytes(4, "big")
 
     @property
     def headers(self) -> list[tuple[str, bytes]]:
         """Kafka headers that identify this schema as the writer."""
         return [(HEADER_NAME, self.name.encode()), (HEADER_FINGERPRINT, self.fingerprint.encode())]
+
+    @property
+    def row_headers(self) -> list[tuple[str, bytes]]:
+        """Kafka headers of a message of JSON rows (:func:`encode_rows`) of this schema."""
+        return self.headers + [(HEADER_CONTENT_TYPE, NDJSON)]
+
+    @cached_property
+    def row_fields(self) -> tuple[tuple[str, bool, Any], ...]:
+        """(name, has a default, default) of each field, in schema order: the columns of a JSON row."""
+        return tuple((f["name"], "default" in f, f.get("default")) for f in self.source["fields"])
 
 
 def _make(source: Mapping[str, Any]) -> Schema:
@@ -112,26 +131,10 @@ def encode(schema: Schema, record: Mapping[str, Any]) -> bytes:
     return buf.getvalue()
 
 
-def encode_framed(schema: Schema, record: Mapping[str, Any]) -> bytes:
-    """Version byte + schema id + raw Avro: the value format of Druid-facing topics."""
-    return schema.frame_prefix + encode(schema, record)
-
-
 def versions(name: str) -> list[Schema]:
     """Every known version of the schema with full or short ``name`` (writers Druid must accept)."""
     full = current(name).name
     return [s for s in _by_fingerprint.values() if s.name == full]
-
-
-def decode_framed(data: bytes, reader: Schema | None = None) -> dict[str, Any]:
-    """Inverse of :func:`encode_framed`; :class:`SchemaError` for a bad frame or unknown id."""
-    if len(data) < 5 or data[0] != FRAME_VERSION:
-        raise SchemaError("not a framed record (expected version byte 1 and a 4-byte schema id)")
-    schema_id = int.from_bytes(data[1:5], "big")
-    for schema in _by_fingerprint.values():
-        if schema.druid_id == schema_id:
-            return decode(data[5:], schema, reader)
-    raise SchemaError(f"unknown schema id {schema_id} in framed record")
 
 
 def decode_message(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, Any]:
@@ -167,13 +170,98 @@ def decode(data: bytes, writer: Schema, reader: Schema | None = None) -> dict[st
     reader = reader or current(writer.name)
     buf = io.BytesIO(data)
     try:
-        record = fastavro.schemaless_reader(buf, writer.parsed, reader.parsed)
+        # no reader schema when it is the writer: fastavro then skips resolution (about 40 % faster)
+        record = fastavro.schemaless_reader(buf, writer.parsed, None if reader is writer else reader.parsed)
     except (EOFError, ValueError, TypeError, KeyError, IndexError, UnicodeDecodeError, OverflowError) as exc:
         raise SchemaError(f"undecodable {writer.name}: {type(exc).__name__}: {exc}") from exc
     if buf.tell() != len(data):
         raise SchemaError(f"undecodable {writer.name}: {len(data) - buf.tell()} trailing bytes")
     return record
 
+
+RawEvent = tuple[bytes, list[tuple[str, bytes]]]
+
+
+def encode_batch(events: Iterable[bytes], event_writer: Schema) -> bytes:
+    """A RawBatch value holding ``events``, each already encoded with ``event_writer`` (:func:`encode`)."""
+    return encode(current("RawBatch"), {"event_schema": event_writer.fingerprint, "events": list(events)})
+
+
+def raw_events(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None) -> list[RawEvent]:
+    """The events of a raw-topic message as (value, headers) pairs, each as a single-event message.
+
+    A RawBatch gives one pair per event, its headers naming the event schema the batch declares
+    (decoding each event, and refusing an unknown schema, is the reader's job: one bad event
+    stays one bad event). Any other message is returned as its own single event, untouched.
+    Raises :class:`SchemaError` only for a RawBatch whose envelope cannot be decoded.
+    """
+    headers = [(k, v) for k, v in (headers or ()) if v is not None]
+    try:
+        writer = writer_from_headers(headers)
+    except SchemaError:
+        return [(value, headers)]
+    if writer.name != "clickpipe.RawBatch":
+        return [(value, headers)]
+    batch = decode(value, writer)
+    fingerprint_ = batch["event_schema"].encode()
+    known = _by_fingerprint.get(batch["event_schema"])
+    event_headers = [(HEADER_NAME, (known.name if known else "clickpipe.RawClick").encode()),
+                     (HEADER_FINGERPRINT, fingerprint_)]
+    return [(event, event_headers) for event in batch["events"]]
+
+
+def encode_rows(schema: Schema, records: Iterable[Mapping[str, Any]]) -> bytes:
+    """Newline-delimited JSON, one row per record with exactly ``schema``'s fields.
+
+    A field the record lacks takes its schema default; :class:`SchemaError` if it has none
+    or the record holds a value JSON cannot carry.
+    """
+    lines = []
+    for record in records:
+        row = {}
+        for name, has_default, default in schema.row_fields:
+            value = record.get(name, _MISSING)
+            if value is _MISSING:
+                if not has_default:
+                    raise SchemaError(f"record does not fit {schema.name}: no value for {name!r}")
+                value = default
+            row[name] = value
+        try:
+            lines.append(orjson.dumps(row))
+        except TypeError as exc:
+            raise SchemaError(f"record does not fit {schema.name}: {exc}") from exc
+    return b"\n".join(lines)
+
+
+def decode_rows(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None) -> list[dict[str, Any]]:
+    """The records of a message of an output topic, in the current shape of the writer's schema.
+
+    JSON rows (:func:`encode_rows`) gain the defaults of fields they lack; Avro values (framed
+    or plain, :func:`decode_message`) are one record. :class:`SchemaError` for a line that is
+    not a JSON object, or a value that fits neither.
+    """
+    headers = list(headers or ())
+    if (HEADER_CONTENT_TYPE, NDJSON) not in headers:
+        return [decode_message(value, headers)]
+    reader = current(writer_from_headers(headers).name)
+    rows = []
+    for line in value.splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise SchemaError(f"not a JSON row of {reader.name}: {exc}") from None
+        if not isinstance(row, dict):
+            raise SchemaError(f"not a JSON row of {reader.name}: {type(row).__name__}")
+        for name, has_default, default in reader.row_fields:
+            if name not in row and has_default:
+                row[name] = default.copy() if isinstance(default, (dict, list)) else default
+        rows.append(row)
+    return rows
+
+
+_MISSING = object()
 
 for _path in sorted(SCHEMA_DIR.glob("*.avsc")):
     load_file(_path)
