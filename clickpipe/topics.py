@@ -9,8 +9,18 @@ error, never silently used.
 from __future__ import annotations
 
 import time
+import zlib
 
 from confluent_kafka.admin import AdminClient, NewTopic
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition librdkafka's default partitioner (``consistent_random``) gives a non-empty ``key``.
+
+    CRC-32 of the key modulo the partition count: producers that batch events of one
+    partition into one message must put each key where single-event producers put it.
+    """
+    return zlib.crc32(key) % partitions
 
 
 class TopicError(Exception):
