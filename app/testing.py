@@ -21,7 +21,7 @@ from typing import Iterable, Mapping
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 import schemas
-from clickpipe.topics import delete_topics, ensure_topics
+from clickpipe.topics import delete_topics, ensure_topics, partition_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,36 +150,61 @@ class Run:
     def producer(self) -> Producer:
         return Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
 
-    def produce(self, records: Iterable[Mapping], producer: Producer | None = None) -> int:
-        """Produce RawClick dicts to the raw topic keyed by party; returns how many."""
+    def produce(self, records: Iterable[Mapping], producer: Producer | None = None, batch: int | None = 50) -> int:
+        """Produce RawClick dicts to the raw topic; returns how many.
+
+        As the collector does by default: RawBatch messages of up to ``batch`` events, each
+        holding events of the partition their party's key hashes to, in order. With
+        ``batch=None``, as older producers do: one RawClick message per event, keyed by party.
+        """
         raw = schemas.current("RawClick")
         own = producer is None
         producer = producer or self.producer()
+        pending: dict[int, list[bytes]] = {}
         n = 0
         for record in records:
-            self.produce_bytes(producer, record["party_id"].encode(), schemas.encode(raw, record), raw.headers)
+            key, value = record["party_id"].encode(), schemas.encode(raw, record)
             n += 1
+            if batch is None:
+                self.produce_bytes(producer, key, value, raw.headers)
+                continue
+            partition = partition_for(key, self.partitions)
+            events = pending.setdefault(partition, [])
+            events.append(value)
+            if len(events) >= batch:
+                self.produce_batch(producer, partition, pending.pop(partition))
+        for partition, events in pending.items():
+            self.produce_batch(producer, partition, events)
         if own:
             producer.flush(60)
         return n
 
-    def produce_bytes(self, producer: Producer, key: bytes | None, value: bytes | None, headers) -> None:
+    def produce_batch(self, producer: Producer, partition: int, events: list[bytes]) -> None:
+        """One RawBatch message of already encoded RawClick ``events`` to ``partition`` of the raw topic."""
+        value = schemas.encode_batch(events, schemas.current("RawClick"))
+        self.produce_bytes(producer, None, value, schemas.current("RawBatch").headers, partition)
+
+    def produce_bytes(self, producer: Producer, key: bytes | None, value: bytes | None, headers,
+                      partition: int | None = None) -> None:
+        where = {} if partition is None else {"partition": partition}
         while True:
             try:
-                producer.produce(self.topics["raw"], value=value, key=key, headers=headers)
+                producer.produce(self.topics["raw"], value=value, key=key, headers=headers, **where)
                 return
             except BufferError:
                 producer.poll(0.1)
 
     def consume(self, kind: str, expected: int, timeout: float, settle: float = 3.0) -> list:
-        """Read ``kind``'s topic (read_committed) from the start until ``expected`` records have
-        been read and nothing more arrived for ``settle`` seconds, or until ``timeout``."""
+        """Read ``kind``'s topic (read_committed) from the start until its messages hold ``expected``
+        records and nothing more arrived for ``settle`` seconds, or until ``timeout``. Returns the
+        messages (:func:`decode_all` gives their records)."""
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
                              "auto.offset.reset": "earliest", "enable.auto.commit": False,
                              "isolation.level": "read_committed"})
         topic = self.topics[kind]
         consumer.assign([TopicPartition(topic, p, 0) for p in range(self.partitions)])
         out: list = []
+        records = 0
         deadline = time.monotonic() + timeout
         last_new = time.monotonic()
         try:
@@ -188,15 +213,23 @@ class Run:
                 for m in batch:
                     if m.error() is None:
                         out.append(m)
+                        records += record_count(m)
                 if batch:
                     last_new = time.monotonic()
-                elif len(out) >= expected and time.monotonic() - last_new >= settle:
+                elif records >= expected and time.monotonic() - last_new >= settle:
                     break
         finally:
             consumer.close()
         return out
 
 
+def record_count(message) -> int:
+    """Records a consumed message holds: its JSON rows, or one (an Avro value, a dead letter)."""
+    if (schemas.HEADER_CONTENT_TYPE, schemas.NDJSON) in (message.headers() or ()):
+        return sum(1 for line in message.value().splitlines() if line.strip())
+    return 1
+
+
 def decode_all(messages) -> list[dict]:
-    """Avro records of consumed messages (framed or plain), each decoded with the writer named in its headers."""
-    return [schemas.decode_message(m.value(), m.headers()) for m in messages]
+    """The records of consumed messages (JSON rows or Avro), decoded as the writer named in their headers."""
+    return [record for m in messages for record in schemas.decode_rows(m.value(), m.headers())]

@@ -10,8 +10,14 @@ starts as the decoded RawClick and gains the fields of EnrichedClick; a step ret
 (usually the same object) or raises :class:`Drop` with a reason. ``ctx`` is a
 :class:`Context`: the party's state (partition-local, persisted by the caller) and what the
 step may want to emit besides the click (closed sessions). A step that keeps state may also
-implement ``due(party_state, now_ms) -> bool`` (the periodic sweep should visit this party)
-and ``sweep(ctx, now_ms)`` (expire that state; called by the sweep, never from a timer).
+implement ``due_at(party_state) -> int | None`` (the earliest event time, epoch ms, at which a
+sweep would change that state; None: never) and ``sweep(ctx, now_ms)`` (expire that state;
+called by the sweep, never from a timer). The worker indexes parties by that time, so a
+sweep touches only the parties that are due.
+
+A step that drops a record raises :class:`Drop` before it changes ``ctx.party``: the party's
+state is stored once per Kafka message, after all of its events, so a change made for a
+dropped record would be kept.
 """
 
 from __future__ import annotations
@@ -61,6 +67,7 @@ class Pipeline:
         self.steps: list[tuple[str, Step]] = [
             (name, importlib.import_module(f"steps.{name}").build(settings)) for name in self.names
         ]
+        self._due_ats = [step.due_at for _, step in self.steps if hasattr(step, "due_at")]
 
     def step(self, name: str) -> Step:
         return dict(self.steps)[name]
@@ -78,9 +85,15 @@ class Pipeline:
             timings(name, clock() - started)
         return record
 
+    def due_at(self, party_state: dict[str, Any]) -> int | None:
+        """The earliest time a sweep would change some step's state of this party (None: never)."""
+        times = [t for t in (due_at(party_state) for due_at in self._due_ats) if t is not None]
+        return min(times) if times else None
+
     def due(self, party_state: dict[str, Any], now_ms: int) -> bool:
         """True if some step has state of this party that a sweep at ``now_ms`` would change."""
-        return any(getattr(step, "due", _never)(party_state, now_ms) for _, step in self.steps)
+        t = self.due_at(party_state)
+        return t is not None and t <= now_ms
 
     def sweep(self, ctx: Context, now_ms: int) -> bool:
         """Expire the party's state as of ``now_ms``; True if nothing is left to keep."""
@@ -89,7 +102,3 @@ class Pipeline:
             if sweep is not None:
                 sweep(ctx, now_ms)
         return not any(ctx.party.get(key) for key in ctx.party if not key.startswith("_"))
-
-
-def _never(_state: dict[str, Any], _now: int) -> bool:
-    return False

@@ -108,9 +108,9 @@ class Bots:
             return "pixel-only"
         return None
 
-    def ip_due(self, counter: list[int], now_ms: int) -> bool:
-        """An IP counter from an earlier window is useless: the sweep may delete it."""
-        return counter[0] < now_ms // self.window_ms
+    def ip_due_at(self, counter: list[int]) -> int:
+        """When an IP counter's window is over: from then on it is useless and the sweep deletes it."""
+        return (counter[0] + 1) * self.window_ms
 
     def sweep(self, ctx: Context, now_ms: int) -> None:
         # The rate counters are stale once their window is over; the pixel-only memory goes

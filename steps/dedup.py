@@ -40,9 +40,10 @@ class Dedup:
                 break
             del seen[oldest]
 
-    def due(self, state: dict[str, Any], now_ms: int) -> bool:
+    def due_at(self, state: dict[str, Any]) -> int | None:
+        """The earliest sweep time at which every remembered id is forgotten (and the memory goes)."""
         seen = state.get(KEY)
-        return bool(seen) and max(seen.values()) < now_ms - self.memory_ms
+        return max(seen.values()) + self.memory_ms + 1 if seen else None
 
     def sweep(self, ctx: Context, now_ms: int) -> None:
         seen = ctx.party.get(KEY)

@@ -133,9 +133,10 @@ class Sessions:
             return "cap"
         return None
 
-    def due(self, state: dict[str, Any], now_ms: int) -> bool:
+    def due_at(self, state: dict[str, Any]) -> int | None:
+        """The earliest sweep time that closes the open session (idle past the gap, or at the cap)."""
         s = state.get(KEY)
-        return s is not None and self._idle_reason(s, now_ms) is not None
+        return None if s is None else min(s["last"] + self.gap_ms + 1, s["start"] + self.cap_ms)
 
     def sweep(self, ctx: Context, now_ms: int) -> None:
         s = ctx.party.get(KEY)

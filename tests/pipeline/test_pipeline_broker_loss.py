@@ -104,7 +104,7 @@ def test_worker_recovers_from_broker_loss_without_restart(broker, run, raw_click
     run.produce(second)
     expected = first + second
     # settle=0: stop as soon as the count is reached, to time the recovery ...
-    reached = len(run.consume("enriched", len(expected), timeout=RECOVERY_TIMEOUT_S, settle=0))
+    reached = len(decode_all(run.consume("enriched", len(expected), timeout=RECOVERY_TIMEOUT_S, settle=0)))
     recovery = time.monotonic() - back
     # ... then read again, waiting for stragglers, for the exactly-once check
     enriched = decode_all(run.consume("enriched", len(expected), timeout=60, settle=5))

@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 import schemas
 from app.testing import Run, decode_all
+from clickpipe.topics import partition_for
 
 PARTIES = 20
 EVENTS_PER_WAVE = 10
@@ -54,10 +55,10 @@ def test_clicks_sessions_duplicates_and_poison_records(run, raw_click):
         (b"party-01", schemas.encode(raw, raw_click(party_id="party-01")), None, "unknown-schema"),
         (b"party-02", schemas.encode(raw, raw_click(party_id="")), raw.headers, "invalid"),
     ]
-    run.produce(first[:100], producer)
+    run.produce(first[:100], producer, batch=None)  # single-event messages, as older producers write them
     for key, value, headers, _ in poison:
         run.produce_bytes(producer, key, value, headers)
-    run.produce(first[100:] + duplicates, producer)
+    run.produce(first[100:] + duplicates, producer)  # RawBatch messages, as the collector writes them
     producer.flush(30)
     time.sleep(GAP_S + 2)
     second = wave(raw_click, 2, int(time.time() * 1000))
@@ -156,3 +157,43 @@ def test_a_worker_with_empty_local_state_rebuilds_every_table_write_without_the_
     log = second_worker.log_path.read_text()
     assert "Recovery complete" in log
     assert "Aborted tx until highwater" not in log
+
+
+def test_a_batch_sets_aside_each_bad_event_alone_and_processes_the_rest(run, raw_click):
+    """One RawBatch holding valid events, an undecodable one, an invalid one and a duplicate."""
+    raw = schemas.current("RawClick")
+    worker = run.start_worker()
+    producer: Producer = run.producer()
+    now = int(time.time() * 1000)
+    party = "party-07"
+    valid = [raw_click(party_id=party, event_id=f"v{i}", server_time=now + i) for i in range(5)]
+    undecodable = b"\x02\xffnot a RawClick"
+    invalid = schemas.encode(raw, raw_click(party_id=party, event_id="", server_time=now + 10))
+    duplicate = schemas.encode(raw, valid[1])
+    events = [schemas.encode(raw, r) for r in valid[:3]] + [undecodable, duplicate, invalid] + [
+        schemas.encode(raw, r) for r in valid[3:]]
+    partition = partition_for(party.encode(), run.partitions)
+    run.produce_batch(producer, partition, events)
+    # and whole messages that cannot be read: a batch envelope, a batch of an unknown event schema
+    batch_headers = schemas.current("RawBatch").headers
+    run.produce_bytes(producer, None, b"\x05broken envelope", batch_headers, partition)
+    unknown = schemas.encode(schemas.current("RawBatch"), {"event_schema": "0123456789abcdef", "events": [
+        schemas.encode(raw, raw_click(party_id=party, event_id="u1"))]})
+    run.produce_bytes(producer, None, unknown, batch_headers, partition)
+    producer.flush(30)
+
+    enriched = decode_all(run.consume("enriched", len(valid), timeout=90))
+    assert sorted(r["event_id"] for r in enriched) == sorted(r["event_id"] for r in valid)
+    assert [r["session_seq"] for r in sorted(enriched, key=lambda r: r["server_time"])] == [1, 2, 3, 4, 5]
+    dead = run.consume("dead-letters", 5, timeout=30)
+    by_reason = {dict(m.headers())["dead-letter-reason"].decode(): m for m in dead}
+    assert sorted(dict(m.headers())["dead-letter-reason"].decode() for m in dead) == sorted(
+        ["undecodable", "undecodable", "invalid", "duplicate", "unknown-schema"])
+    assert by_reason["invalid"].value() == invalid  # each bad event keeps its own bytes
+    assert by_reason["duplicate"].value() == duplicate
+    assert undecodable in {m.value() for m in dead}
+    assert dict(by_reason["invalid"].headers())["schema-fingerprint"] == raw.fingerprint.encode()
+    assert by_reason["invalid"].partition() == partition
+    metrics = run.metrics(worker)
+    assert 'clickpipe_pipeline_dropped_total{reason="invalid"} 1.0' in metrics
+    assert 'clickpipe_pipeline_dropped_total{reason="undecodable"} 2.0' in metrics

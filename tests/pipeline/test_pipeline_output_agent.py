@@ -50,7 +50,7 @@ def test_documented_purchases_agent_forwards_human_purchases(run, raw_click):
                         event_type="purchase" if i % 5 == 0 else "pageView") for i in range(100)]
     clicks.append(raw_click(party_id="bot", event_id="b1", event_type="purchase", user_agent="curl/8.4.0"))
     run.produce(clicks)
-    assert len(run.consume("enriched", len(clicks), timeout=90)) == len(clicks)
+    assert len(decode_all(run.consume("enriched", len(clicks), timeout=90))) == len(clicks)
 
     consumer = Consumer({"bootstrap.servers": run.bootstrap, "group.id": f"reader-{run.tag}",
                          "isolation.level": "read_committed", "auto.offset.reset": "earliest"})
