@@ -57,7 +57,7 @@ def test_documented_purchases_agent_forwards_human_purchases(run, raw_click):
     consumer.assign([TopicPartition(run.env["PURCHASES_TOPIC"], p, 0) for p in range(run.partitions)])
     got: list = []
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and len(got) < 20:
+    while time.monotonic() < deadline and len(decode_all(got)) < 20:
         got += [m for m in consumer.consume(100, 0.5) if m.error() is None]
     time.sleep(2)
     got += [m for m in consumer.consume(100, 0.5) if m.error() is None]
