@@ -88,16 +88,17 @@ def read_outputs(truth: GroundTruth, bootstrap: str, enriched_topic: str, sessio
                 if msg.error() is not None or msg.value() is None:
                     continue
                 try:
-                    record = schemas.decode_message(msg.value(), msg.headers())
+                    records = schemas.decode_rows(msg.value(), msg.headers())
                 except schemas.SchemaError:
                     out.undecodable += 1
                     continue
-                if msg.topic() == enriched_topic:
-                    if record["event_id"].startswith(run_prefix):
-                        out.clicks.append({k: record.get(k) for k in _CLICK_FIELDS})
-                        seen.add(record["event_id"])
-                else:
-                    sessions_by_party[record["party_id"]].append({k: record.get(k) for k in _SESSION_FIELDS})
+                for record in records:
+                    if msg.topic() == enriched_topic:
+                        if record["event_id"].startswith(run_prefix):
+                            out.clicks.append({k: record.get(k) for k in _CLICK_FIELDS})
+                            seen.add(record["event_id"])
+                    else:
+                        sessions_by_party[record["party_id"]].append({k: record.get(k) for k in _SESSION_FIELDS})
             done = expected <= seen and (sessions_topic is None or _all_closed(out.clicks, sessions_by_party))
             if done and complete_at is None:
                 complete_at = time.monotonic()
