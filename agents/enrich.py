@@ -31,8 +31,10 @@ still waiting to be read.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
+import uuid
 from typing import Any, Iterable, MutableMapping
 
 import faust
@@ -119,7 +121,10 @@ class Enricher:
         self.ips_due = ExpiryIndex()
         self.watermark: dict[int, int] = {}  # partition -> latest server_time processed
         self.position: dict[int, int] = {}  # partition -> offset of the latest message processed
-        self.in_flight: dict[tuple[bytes, int], tuple[float, list]] = {}  # sweeps sent, not yet seen back
+        # sweep messages sent and not yet seen back: id -> (sent at, kind, partition, keys)
+        self.in_flight: dict[str, tuple[float, bytes, int, list]] = {}
+        self._sweep_ids = itertools.count()
+        self._incarnation = uuid.uuid4().hex[:8]
         self._count = 0
         self._uncommitted = 0
         t = settings
@@ -250,7 +255,7 @@ class Enricher:
             keys = [str(k) for k in body["keys"]] if "keys" in body else [msg.key.decode()]  # one key: older workers
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise Drop("bad-control", repr(exc)) from None
-        self.in_flight.pop((kind, msg.partition), None)
+        self.in_flight.pop(str(body.get("id")), None)
         if kind == SWEEP_IP:
             self._sweep_ips(keys, now, msg.partition)
             return
@@ -328,13 +333,11 @@ class Enricher:
             if not clock:
                 continue
             for kind, index in ((SWEEP_PARTY, self.parties_due), (SWEEP_IP, self.ips_due)):
-                keys: list = []
-                while batch := index.pop_due(partition, clock, SWEEP_KEYS_PER_MESSAGE):
-                    await self._send_sweep(kind, partition, clock, batch)
-                    keys += batch
+                while keys := index.pop_due(partition, clock, SWEEP_KEYS_PER_MESSAGE):
+                    sweep_id = f"{self._incarnation}-{next(self._sweep_ids)}"
+                    self.in_flight[sweep_id] = (started, kind, partition, keys)
+                    await self._send_sweep(kind, partition, {"now": clock, "keys": keys, "id": sweep_id})
                     sent += 1
-                if keys:
-                    self.in_flight[(kind, partition)] = (started, keys)
         if sent:
             log.info("sweep scheduled", extra={"messages": sent, "seconds": round(time.monotonic() - started, 3)})
 
@@ -342,17 +345,17 @@ class Enricher:
         # A sweep message not seen back within two intervals was lost (outside any transaction,
         # a send may fail): its keys go back into the index for this round.
         horizon = now - 2 * self.settings.session_sweep_interval
-        for (kind, partition), (sent_at, keys) in list(self.in_flight.items()):
+        for sweep_id, (sent_at, kind, partition, keys) in list(self.in_flight.items()):
             if sent_at < horizon:
-                del self.in_flight[(kind, partition)]
+                del self.in_flight[sweep_id]
                 index = self.parties_due if kind == SWEEP_PARTY else self.ips_due
                 index.retry(partition, keys)
 
-    async def _send_sweep(self, kind: bytes, partition: int, clock: int, keys: list) -> None:
+    async def _send_sweep(self, kind: bytes, partition: int, body: dict) -> None:
         # outside any message: a plain send (a lost sweep is retried, see _retry_lost_sweeps)
-        await self.app.producer.send(self.settings.topic_raw, None, orjson.dumps({"now": clock, "keys": keys}),
-                                     partition, None, [(CONTROL_HEADER, kind)])
-        self.metrics.sweep_ticks.labels(kind.decode()).inc(len(keys))
+        await self.app.producer.send(self.settings.topic_raw, None, orjson.dumps(body), partition, None,
+                                     [(CONTROL_HEADER, kind)])
+        self.metrics.sweep_ticks.labels(kind.decode()).inc(len(body["keys"]))
 
     async def rebuild_indexes(self) -> None:
         """Index every party and IP counter of the assigned partitions (after a rebalance's recovery).
