@@ -26,6 +26,7 @@ can be upgraded in either order as long as each change is backward compatible.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class SchemaError(ValueError):
     """A record could not be encoded or decoded; the message says why."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: a schema version is registered once
 class Schema:
     """One parsed schema version."""
 
@@ -80,9 +81,14 @@ class Schema:
         return self.headers + [(HEADER_CONTENT_TYPE, NDJSON)]
 
     @cached_property
-    def row_fields(self) -> tuple[tuple[str, bool, Any], ...]:
-        """(name, has a default, default) of each field, in schema order: the columns of a JSON row."""
-        return tuple((f["name"], "default" in f, f.get("default")) for f in self.source["fields"])
+    def row_field_names(self) -> frozenset[str]:
+        """The columns of a JSON row: the schema's field names."""
+        return frozenset(f["name"] for f in self.source["fields"])
+
+    @cached_property
+    def row_defaults(self) -> dict[str, tuple[bool, Any]]:
+        """Field name -> (has a default, the default)."""
+        return {f["name"]: ("default" in f, f.get("default")) for f in self.source["fields"]}
 
 
 def _make(source: Mapping[str, Any]) -> Schema:
@@ -152,8 +158,10 @@ def decode_message(value: bytes, headers: Iterable[tuple[str, bytes | None]] | N
 
 def writer_from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Schema:
     """The writer schema named by Kafka headers; :class:`SchemaError` if missing or unknown."""
-    found = {k: v for k, v in (headers or ()) if v is not None}
-    fp = found.get(HEADER_FINGERPRINT)
+    fp = None
+    for name, value in headers or ():
+        if name == HEADER_FINGERPRINT and value is not None:
+            fp = value  # the last one wins, as in a mapping of the headers
     if fp is None:
         raise SchemaError(f"missing {HEADER_FINGERPRINT!r} header")
     try:
@@ -213,24 +221,37 @@ def raw_events(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None)
 def encode_rows(schema: Schema, records: Iterable[Mapping[str, Any]]) -> bytes:
     """Newline-delimited JSON, one row per record with exactly ``schema``'s fields.
 
-    A field the record lacks takes its schema default; :class:`SchemaError` if it has none
-    or the record holds a value JSON cannot carry.
+    A field the record lacks takes its schema default, keys the schema does not have are
+    left out; :class:`SchemaError` if a field without a default is missing or the record
+    holds a value JSON cannot carry.
     """
     lines = []
     for record in records:
-        row = {}
-        for name, has_default, default in schema.row_fields:
-            value = record.get(name, _MISSING)
-            if value is _MISSING:
-                if not has_default:
-                    raise SchemaError(f"record does not fit {schema.name}: no value for {name!r}")
-                value = default
-            row[name] = value
+        extra, defaults = _row_shape(schema, tuple(record))
+        if extra or defaults:
+            record = dict(record)
+            for name in extra:
+                del record[name]
+            record.update(defaults)
         try:
-            lines.append(orjson.dumps(row))
+            lines.append(orjson.dumps(record))
         except TypeError as exc:
             raise SchemaError(f"record does not fit {schema.name}: {exc}") from exc
     return b"\n".join(lines)
+
+
+@functools.lru_cache(maxsize=256)
+def _row_shape(schema: Schema, keys: tuple[str, ...]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """For records with these keys: the keys to leave out, and the defaults to add.
+
+    Records of one pipeline share a handful of key sequences, so this is computed once for each.
+    """
+    fields = schema.row_field_names
+    missing = fields.difference(keys)
+    required = sorted(n for n in missing if not schema.row_defaults[n][0])
+    if required:
+        raise SchemaError(f"record does not fit {schema.name}: no value for {', '.join(map(repr, required))}")
+    return tuple(k for k in keys if k not in fields), {n: schema.row_defaults[n][1] for n in missing}
 
 
 def decode_rows(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None) -> list[dict[str, Any]]:
@@ -254,7 +275,7 @@ def decode_rows(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None
             raise SchemaError(f"not a JSON row of {reader.name}: {exc}") from None
         if not isinstance(row, dict):
             raise SchemaError(f"not a JSON row of {reader.name}: {type(row).__name__}")
-        for name, has_default, default in reader.row_fields:
+        for name, (has_default, default) in reader.row_defaults.items():
             if name not in row and has_default:
                 row[name] = default.copy() if isinstance(default, (dict, list)) else default
         rows.append(row)

@@ -14,6 +14,8 @@ Runs after ``urls`` (reads ``url_host`` and ``utm_source``). The first class tha
 
 from __future__ import annotations
 
+import functools
+
 import re
 from urllib.parse import parse_qsl
 
@@ -61,10 +63,12 @@ def _bare(host: str | None) -> str | None:
 
 
 class Referrer:
-    def __init__(self, internal_hosts: tuple[str, ...] = ()):
+    def __init__(self, internal_hosts: tuple[str, ...] = (), cache_size: int = 20_000):
         self.internal_hosts = frozenset(internal_hosts)
+        # referrers repeat (search engines, social sites, the site's own pages): classify each once
+        self.classify = functools.lru_cache(maxsize=cache_size)(self._classify)
 
-    def classify(self, referrer: str | None, page_host: str | None, utm_source: str | None):
+    def _classify(self, referrer: str | None, page_host: str | None, utm_source: str | None):
         """``(class, host, source, search_term)`` for a referrer URL seen on ``page_host``."""
         parts = split(referrer)
         host = host_of(parts)
