@@ -1,7 +1,7 @@
 """Query latency of every report over a million (by default) ingested clicks.
 
 Generates synthetic EnrichedClick records (and the Session record of each synthetic
-session), produces them framed to private topics, ingests them through the generated specs
+session), produces them as JSON rows to private topics, ingests them through the generated specs
 (`druid.supervisors.apply`) into private datasources, then times each report of
 `druid.queries.REPORTS` several times over a 24-hour window. It measures twice: while the
 rows are served by the real-time ingestion task, and after suspending the supervisors, which
@@ -29,7 +29,7 @@ import schemas  # noqa: E402
 from clickpipe.config import load  # noqa: E402
 from druid import queries, supervisors  # noqa: E402
 from druid.client import DruidClient, DruidError  # noqa: E402
-from druid.testing import count_rows, enriched_click, private_druid, private_env, produce_framed, session, wait_for  # noqa: E402,E501
+from druid.testing import count_rows, enriched_click, private_druid, private_env, produce_rows, session, wait_for  # noqa: E402,E501
 
 HOUR_MS = 3_600_000
 REFERRERS = [("direct", None, None)] * 4 + [("search", "Google", "www.google.com"), ("search", "Bing", "www.bing.com"),
@@ -134,8 +134,8 @@ def main() -> None:
     synthetic = Synthetic(args.events, args.seed)
     with private_druid(cfg, partitions=2) as client:
         began = time.monotonic()
-        produce_framed(cfg, cfg.topic_enriched, schemas.current("EnrichedClick"), synthetic.clicks())
-        produce_framed(cfg, cfg.topic_sessions, schemas.current("Session"), synthetic.sessions)
+        produce_rows(cfg, cfg.topic_enriched, schemas.current("EnrichedClick"), synthetic.clicks())
+        produce_rows(cfg, cfg.topic_sessions, schemas.current("Session"), synthetic.sessions)
         print(f"produced {args.events} clicks, {len(synthetic.sessions)} sessions in {time.monotonic() - began:.0f} s",
               flush=True)
         began = time.monotonic()

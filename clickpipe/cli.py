@@ -81,8 +81,6 @@ def _druid(args: argparse.Namespace) -> int:
             rows = supervisors.status(client, settings)
             print(render(rows, args.format))
             return 0 if supervisors.healthy(rows) else 3
-        elif args.action == "skip":
-            return _druid_skip(client, settings, args)
         else:
             if args.action == "reset" and not args.yes:
                 print("[druid] reset makes Druid re-read each topic from its earliest record, so rows already "
@@ -92,39 +90,6 @@ def _druid(args: argparse.Namespace) -> int:
     except (DruidError, DeclarationError) as exc:
         print(f"[druid] error: {exc}", file=sys.stderr)
         return 1
-    return 0
-
-
-def _druid_skip(client, settings, args: argparse.Namespace) -> int:
-    from druid import skip
-
-    findings = skip.scan(client, settings, args.ids, args.scan)
-    print(render(skip.rows(findings, args.scan)))
-    bad = [f for f in findings if f.bad_offset is not None]
-    if not bad:
-        return 0
-    if not args.yes:
-        print("[druid] Druid fails on these records and retries them forever; add --yes to skip them "
-              "(only the first bad record of each partition is handled per run)", file=sys.stderr)
-        return 3
-    skip.skip(client, findings, on_step=lambda step: print(f"[druid] {step}"))
-    for f in bad:
-        print(f"[druid] skipped {f.topic}[{f.partition}] offset {f.bad_offset} of {f.supervisor}; "
-              f"records {f.druid_offset}..{f.bad_offset - 1} were ingested first")
-    print("[druid] only the first bad record of each partition was skipped: run skip again to look further")
-    # The failed tasks' segments stay announced by the indexer until it restarts; queries that
-    # reach them fail, and so does the broker's SQL schema refresh (docs/druid.md).
-    from stack.manager import StackManager
-
-    manager = StackManager(settings)
-    if manager.serves_druid_at(settings.druid_router_url):
-        print("[druid] restarting the local stack's indexer: it still announces the failed tasks' segments "
-              "(its reading tasks resume from the committed offsets)")
-        manager.restart(["druid-indexer"])
-    else:
-        print("[druid] now restart Druid's indexer (or middle managers): it still announces the failed tasks' "
-              "segments, and until then queries reaching them and Druid SQL's metadata refresh fail; "
-              "its reading tasks resume from the committed offsets")
     return 0
 
 
@@ -233,15 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
         action_parser.add_argument("ids", nargs="*", help="supervisor ids (default: all of clickpipe's)")
         if action == "reset":
             action_parser.add_argument("--yes", action="store_true", help="confirm re-ingesting what Druid has")
-    druid_skip = druid_sub.add_parser(
-        "skip", help="find records Druid cannot decode (its tasks fail on them forever) and, with --yes, skip them",
-        description="Scan each partition from the offset Druid has committed and report the first value that "
-                    "Druid cannot decode (exit 3 if any). With --yes, ingest the valid records before it, then "
-                    "move the supervisor past it (one bad record per partition per run).")
-    druid_skip.add_argument("ids", nargs="*", metavar="DATASOURCE", help="supervisor ids (default: all of clickpipe's)")
-    druid_skip.add_argument("--scan", type=int, default=10000, metavar="N",
-                            help="records to scan per partition at most (10000)")
-    druid_skip.add_argument("--yes", action="store_true", help="skip what was found")
     druid.set_defaults(func=_druid)
 
     report = sub.add_parser("report", help="analyst reports from Druid (human traffic unless --traffic)",

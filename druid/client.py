@@ -68,23 +68,6 @@ class DruidClient:
         """``suspend``, ``resume``, ``reset`` or ``terminate``."""
         return self._call("POST", f"/druid/indexer/v1/supervisor/{supervisor_id}/{action}")
 
-    def reset_offsets(self, supervisor_id: str, topic: str, offsets: dict[str, int]) -> Any:
-        """Set the stored offsets of some partitions (the supervisor must be running)."""
-        body = {"type": "kafka", "partitions": {"type": "end", "stream": topic, "partitionOffsetMap": offsets}}
-        return self._call("POST", f"/druid/indexer/v1/supervisor/{supervisor_id}/resetOffsets", json=body)
-
-    def submit_task(self, task: dict[str, Any]) -> str:
-        """Submit an indexing task; returns its id."""
-        return self._call("POST", "/druid/indexer/v1/task", json=task)["task"]
-
-    def task(self, task_id: str) -> dict[str, Any]:
-        """A task's payload (``{"task": id, "payload": {...}}``)."""
-        return self._call("GET", f"/druid/indexer/v1/task/{task_id}")
-
-    def task_status(self, task_id: str) -> dict[str, Any]:
-        """A task's status (``status``: RUNNING, SUCCESS, FAILED; ``errorMsg``)."""
-        return self._call("GET", f"/druid/indexer/v1/task/{task_id}/status")["status"]
-
     def shutdown_tasks(self, datasource: str) -> list[str]:
         """Kill the datasource's waiting, pending and running tasks without publishing; their ids.
 

@@ -6,12 +6,12 @@ metrics, which map keys are promoted and which fields are excluded (with a reaso
 :func:`build` refuses to produce a spec while any problem remains, so a field added to a
 schema cannot silently miss Druid.
 
-Topic values are framed Avro (see :mod:`schemas`); the spec carries every version of the
-schema to Druid's ``multiple_schemas_inline`` decoder, so records written with an older or
-newer version keep being ingested while producers are upgraded.
-
-The Avro extension available for this Druid has no ``avro_stream`` input format, so specs
-use the legacy ``dataSchema.parser`` (``avro_stream`` + ``parseSpec``).
+Topic values are newline-delimited JSON rows (:func:`schemas.encode_rows`): one row per line,
+the fields named as in the schema version that wrote them. Specs read them with Druid's
+``kafka`` input format wrapping the core ``json`` format with ``assumeNewlineDelimited``, so
+a line Druid cannot parse is counted as unparseable (and saved, see :data:`TUNING`) while the
+other lines of its message are ingested: no record fails a task. A field a row's schema
+version lacks is null; a field the declaration does not name is not ingested.
 """
 
 from __future__ import annotations
@@ -48,6 +48,13 @@ _METRIC_AVRO: dict[str, set[str] | None] = {
     "thetaSketch": {"string", "enum", "int", "long"},
     "countWhere": {"string", "enum", "boolean", "int", "long"},
 }
+# `equals` of a countWhere metric on a boolean field -> the long Druid 33 gives expressions for
+# a JSON boolean (see _flag_expression).
+_BOOLEAN_LITERALS = {"true": "1", "false": "0"}
+# Parse exceptions are counted and never fail a task (the default limit, stated); the latest
+# are saved for `clickpipe druid status` and logged by the task.
+TUNING = {"type": "kafka", "maxParseExceptions": 2**31 - 1, "maxSavedParseExceptions": 50,
+          "logParseExceptions": True}
 
 
 class DeclarationError(ValueError):
@@ -175,6 +182,10 @@ def problems(ds: Datasource, versions: list[schemas.Schema] | None = None) -> li
             check(metric.field, allowed, f"{metric.type} metric field")
         if (metric.type == "countWhere") != (metric.equals is not None):
             found.append(f"metric {metric.name!r}: `equals` goes with type countWhere only")
+        elif metric.type == "countWhere" and "boolean" in fields.get(metric.field, set()):
+            if fields[metric.field] != {"boolean"} or metric.equals not in _BOOLEAN_LITERALS:
+                found.append(f"metric {metric.name!r}: boolean field {metric.field!r} compares with "
+                             f"`equals` \"true\" or \"false\" only")
     for field in ds.maps:
         check(field, {"map"}, "map")
     for field in ds.excluded:
@@ -206,6 +217,17 @@ def _druid_literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _flag_expression(metric: Metric, field_types: set[str]) -> str:
+    """The 0/1 ingest-time expression of a countWhere metric.
+
+    Druid 33 hands a JSON boolean to expressions as the long 1 or 0 (a string dimension stores
+    it as "true" / "false"), so a boolean field compares with 1 / 0; null matches neither.
+    """
+    if field_types == {"boolean"}:
+        return f'if("{metric.field}" == {_BOOLEAN_LITERALS[metric.equals]}, 1, 0)'
+    return f'if("{metric.field}" == {_druid_literal(metric.equals)}, 1, 0)'
+
+
 def _metric_spec(metric: Metric) -> dict[str, Any]:
     if metric.type == "count":
         return {"type": "count", "name": metric.name}
@@ -225,6 +247,7 @@ def build(ds: Datasource, settings: Settings, versions: list[schemas.Schema] | N
     if found:
         raise DeclarationError(f"[{ds.key}] " + "; ".join(found))
 
+    fields = _fields(versions)
     dimensions: list[Any] = []
     for name, kind in ds.dimensions.items():
         dimensions.append(name if kind in ("string", "boolean", "url") else {"type": kind, "name": name})
@@ -232,18 +255,13 @@ def build(ds: Datasource, settings: Settings, versions: list[schemas.Schema] | N
                for f, keys in ds.maps.items() for k in keys]
     dimensions += [f["name"] for f in flatten]
 
-    parse_spec: dict[str, Any] = {
-        "format": "avro",
-        "timestampSpec": {"column": ds.timestamp, "format": "millis"},
-        "dimensionsSpec": {"dimensions": dimensions},
-    }
+    # One row per line: a line that is not a JSON object is dropped alone, not with the
+    # rest of its message.
+    rows: dict[str, Any] = {"type": "json", "assumeNewlineDelimited": True}
     if flatten:
-        parse_spec["flattenSpec"] = {"useFieldDiscovery": True, "fields": flatten}
-    transforms = [
-        {"type": "expression", "name": _flag(m),
-         "expression": f'if("{m.field}" == {_druid_literal(m.equals)}, 1, 0)'}
-        for m in ds.metrics if m.type == "countWhere"
-    ]
+        rows["flattenSpec"] = {"useFieldDiscovery": True, "fields": flatten}
+    transforms = [{"type": "expression", "name": _flag(m), "expression": _flag_expression(m, fields[m.field])}
+                  for m in ds.metrics if m.type == "countWhere"]
     # A transform named like its input replaces it: URLs keep scheme, host and path only.
     transforms += [{"type": "expression", "name": name, "expression": f"regexp_extract(\"{name}\", '^[^?#]*')"}
                    for name, kind in ds.dimensions.items() if kind == "url"]
@@ -252,14 +270,8 @@ def build(ds: Datasource, settings: Settings, versions: list[schemas.Schema] | N
         "spec": {
             "dataSchema": {
                 "dataSource": ds.name(settings),
-                "parser": {
-                    "type": "avro_stream",
-                    "avroBytesDecoder": {
-                        "type": "multiple_schemas_inline",
-                        "schemas": {str(v.druid_id): v.source for v in versions},
-                    },
-                    "parseSpec": parse_spec,
-                },
+                "timestampSpec": {"column": ds.timestamp, "format": "millis"},
+                "dimensionsSpec": {"dimensions": dimensions},
                 "transformSpec": {"transforms": transforms},
                 "metricsSpec": [_metric_spec(m) for m in ds.metrics],
                 "granularitySpec": {
@@ -270,6 +282,9 @@ def build(ds: Datasource, settings: Settings, versions: list[schemas.Schema] | N
             },
             "ioConfig": {
                 "topic": ds.topic(settings),
+                # The kafka format reads the value with `valueFormat`; with no key or header
+                # format it adds only kafka.timestamp and kafka.topic, which are not dimensions.
+                "inputFormat": {"type": "kafka", "valueFormat": rows},
                 # read_committed: records of aborted pipeline transactions never reach Druid.
                 "consumerProperties": {"bootstrap.servers": settings.kafka_bootstrap,
                                        "isolation.level": "read_committed"},
@@ -280,7 +295,7 @@ def build(ds: Datasource, settings: Settings, versions: list[schemas.Schema] | N
                 "startDelay": settings.druid_start_delay,
                 "period": settings.druid_supervisor_period,
             },
-            "tuningConfig": {"type": "kafka"},
+            "tuningConfig": dict(TUNING),
         },
     }
     spec["context"] = {SPEC_HASH_KEY: spec_hash(spec)}

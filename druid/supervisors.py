@@ -51,15 +51,6 @@ def declared_ids(settings: Settings) -> list[str]:
     return [ds.name(settings) for ds in specs.load_declaration().values()]
 
 
-# How the Avro extension for Druid 33 (0.20.0) fails on a record it cannot decode: it calls a
-# ParseException constructor Druid 33 no longer has, so the task fails instead of skipping
-# the record, and every retry fails on the same offset.
-_UNDECODABLE = "ParseException.<init>"
-_UNDECODABLE_HINT = (" — a record on the topic is not framed Avro of a schema version in the spec; Druid retries "
-                     "it forever: fix the producer, apply the spec with the new schema version, or skip the "
-                     "record with `clickpipe druid skip` (see docs/druid.md)")
-
-
 def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
     """One row per declared supervisor: state, lag (records behind the topic) and last error.
 
@@ -84,9 +75,7 @@ def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
             if task and task.get("status") == "FAILED":
                 if row["state"] == "RUNNING":  # Druid flags a supervisor only after several failures
                     row["state"] = "RUNNING (last task failed)"
-                message = task.get("errorMsg") or "task failed"
-                hint = _UNDECODABLE_HINT if _UNDECODABLE in message else ""
-                row["last_error"] = f"{task.get('createdTime', '')} {message}{hint}"
+                row["last_error"] = f"{task.get('createdTime', '')} {task.get('errorMsg') or 'task failed'}"
             elif errors:
                 last = errors[-1]
                 row["last_error"] = f"{last.get('timestamp', '')} {last.get('message') or last.get('exceptionClass')}"

@@ -116,23 +116,24 @@ def session(**fields: Any) -> dict[str, Any]:
     return record
 
 
-def produce_framed(settings: Settings, topic: str, schema: schemas.Schema,
-                   records: Iterable[Mapping[str, Any]]) -> int:
-    """Produce ``records`` framed with ``schema``, keyed by party; returns how many."""
+def produce_rows(settings: Settings, topic: str, schema: schemas.Schema, records: Iterable[Mapping[str, Any]],
+                 per_message: int = 100) -> int:
+    """Produce ``records`` as JSON rows of ``schema`` (:func:`schemas.encode_rows`), ``per_message``
+    rows per Kafka message as the pipeline writes them; returns how many records."""
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                          "linger.ms": 20})
     count = 0
-    for record in records:
-        value = schemas.encode_framed(schema, record)
+    records = iter(records)
+    while chunk := list(itertools.islice(records, per_message)):
+        value = schemas.encode_rows(schema, chunk)
         while True:
             try:
-                producer.produce(topic, key=record["party_id"].encode(), value=value, headers=schema.headers)
+                producer.produce(topic, value=value, headers=schema.row_headers)
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.1)
-        count += 1
-        if count % 10000 == 0:
-            producer.poll(0)
+        count += len(chunk)
+        producer.poll(0)
     assert producer.flush(60) == 0, "records still queued after 60 s"
     return count
 

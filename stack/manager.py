@@ -112,12 +112,6 @@ class StackManager:
         self._stop([self.service(n) for n in names] if names else self.services)
         self.up()
 
-    def serves_druid_at(self, router_url: str) -> bool:
-        """Whether this stack's Druid runs and is the one whose router is at ``router_url``."""
-        router = self.service("druid-router")
-        return (router_url.rstrip("/") == f"http://{router.host}:{router.port}"
-                and router.process.pid() is not None)
-
     def reset(self) -> None:
         """Stop everything and delete the state directory (data, logs); the jar cache stays."""
         self.down()

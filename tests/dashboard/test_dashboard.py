@@ -16,7 +16,7 @@ import requests
 import schemas
 from clickpipe.config import load
 from druid import queries, supervisors
-from druid.testing import count_rows, enriched_click, private_druid, private_env, produce_framed, wait_for
+from druid.testing import count_rows, enriched_click, private_druid, private_env, produce_rows, wait_for
 from stack.services import port_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "collector"))
@@ -46,7 +46,7 @@ def dashboard(stack):
     cfg = load(env)
     clicks = _clicks(int(time.time() * 1000))
     with private_druid(cfg) as client:
-        produce_framed(cfg, cfg.topic_enriched, schemas.current("EnrichedClick"), clicks)
+        produce_rows(cfg, cfg.topic_enriched, schemas.current("EnrichedClick"), clicks)
         supervisors.apply(client, cfg)
         assert wait_for(lambda: count_rows(client, cfg.druid_clicks_datasource),
                         lambda got: got == len(clicks)) == len(clicks)

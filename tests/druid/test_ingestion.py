@@ -1,4 +1,4 @@
-"""Generated specs against the real Druid: accepted, and framed records land as declared."""
+"""Generated specs against the real Druid: accepted, and JSON rows land as declared."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 import schemas
 from druid import specs
-from druid.testing import (count_rows, enriched_click, private_druid, private_settings, produce_framed,
+from druid.testing import (count_rows, enriched_click, private_druid, private_settings, produce_rows,
                            session, wait_for)
 
 DECLARATION = specs.load_declaration()
@@ -30,6 +30,9 @@ def test_clicks_spec_ingests_every_schema_version_booleans_maps_and_sketches(sta
         DECLARATION["clicks"],
         dimensions={**DECLARATION["clicks"].dimensions, "experiment": "string"},
         maps={"params": ("plan",)},
+        # countWhere on `false` too, and on a nullable boolean (null matches neither value)
+        metrics=DECLARATION["clicks"].metrics + (specs.Metric("returning", "countWhere", "new_party", "false"),
+                                                 specs.Metric("no_webdriver", "countWhere", "webdriver", "false")),
     )
     current = schemas.current("EnrichedClick")
     assert newer_click_schema in schemas.versions("EnrichedClick") and newer_click_schema != current
@@ -37,7 +40,7 @@ def test_clicks_spec_ingests_every_schema_version_booleans_maps_and_sketches(sta
     old = [enriched_click(party_id=f"p{i % 30}", session_id=f"s{i % 60}", is_bot=i % 5 == 0,
                           bot_reason="ua-spider" if i % 5 == 0 else None,
                           event_type="pageView" if i % 4 else "signup", new_party=i < 30,
-                          webdriver=None if i % 3 else True, params={"plan": f"plan-{i % 2}", "other": "x"},
+                          webdriver=[None, True, False][i % 3], params={"plan": f"plan-{i % 2}", "other": "x"},
                           url_path=f"/page/{i % 3}")
            for i in range(300)]
     # 100 clicks of the newer version from 10 new parties.
@@ -46,19 +49,21 @@ def test_clicks_spec_ingests_every_schema_version_booleans_maps_and_sketches(sta
 
     spec = specs.build(ds, cfg)
     with private_druid(cfg) as client:
-        assert produce_framed(cfg, ds.topic(cfg), current, old) == 300
-        assert produce_framed(cfg, ds.topic(cfg), newer_click_schema, new) == 100
+        assert produce_rows(cfg, ds.topic(cfg), current, old) == 300
+        assert produce_rows(cfg, ds.topic(cfg), newer_click_schema, new) == 100
         assert client.submit_supervisor(spec) == ds.name(cfg)
 
         total = wait_for(lambda: count_rows(client, ds.name(cfg)), lambda n: n == 400)
         assert total == 400
         table = f'"{ds.name(cfg)}"'
         [summary] = client.sql(
-            f"SELECT SUM(page_views) AS page_views, SUM(new_visitors) AS new_visitors, "
+            f"SELECT SUM(page_views) AS page_views, SUM(new_visitors) AS new_visitors, SUM(returning) AS returning, "
+            f"SUM(no_webdriver) AS no_webdriver, "
             f"APPROX_COUNT_DISTINCT_DS_THETA(visitors) AS visitors, "
             f"APPROX_COUNT_DISTINCT_DS_THETA(sessions) AS sessions, "
             f"SUM(\"count\") FILTER (WHERE is_bot = 'true') AS bots, "
             f"SUM(\"count\") FILTER (WHERE webdriver = 'true') AS webdriver, "
+            f"SUM(\"count\") FILTER (WHERE webdriver = 'false') AS webdriver_false, "
             f"SUM(\"count\") FILTER (WHERE webdriver IS NULL) AS webdriver_unknown, "
             f"SUM(\"count\") FILTER (WHERE params_plan = 'plan-1') AS plan_1, "
             f"SUM(\"count\") FILTER (WHERE experiment = 'arm-1') AS arm_1, "
@@ -67,11 +72,14 @@ def test_clicks_spec_ingests_every_schema_version_booleans_maps_and_sketches(sta
         assert summary == {
             "page_views": sum(r["event_type"] == "pageView" for r in old + new),
             "new_visitors": 30,
+            "returning": 370,
+            "no_webdriver": 100,
             "visitors": 40,  # below the sketch's nominal entries a theta estimate is exact
             "sessions": 70,
             "bots": 60,
             "webdriver": 100,
-            "webdriver_unknown": 300,
+            "webdriver_false": 100,
+            "webdriver_unknown": 200,
             "plan_1": 150,
             "arm_1": 50,
             "no_experiment": 300,
@@ -96,7 +104,7 @@ def test_sessions_spec_ingests_durations_bounces_and_visitors(stack):
                for i, d in enumerate(durations)]
 
     with private_druid(cfg) as client:
-        produce_framed(cfg, ds.topic(cfg), schemas.current("Session"), records)
+        produce_rows(cfg, ds.topic(cfg), schemas.current("Session"), records)
         assert client.submit_supervisor(specs.build(ds, cfg)) == ds.name(cfg)
         assert wait_for(lambda: count_rows(client, ds.name(cfg)), lambda n: n == 101) == 101
         [row] = client.sql(

@@ -15,7 +15,7 @@ import pytest
 import schemas
 from clickpipe.config import load
 from druid import queries, supervisors
-from druid.testing import (count_rows, enriched_click, private_druid, private_env, produce_framed, session,
+from druid.testing import (count_rows, enriched_click, private_druid, private_env, produce_rows, session,
                            wait_for)
 from druid_support import run_cli
 
@@ -76,8 +76,8 @@ def loaded(stack):
     cfg = load(env)
     clicks, closed = _data_set(int(time.time() * 1000))
     with private_druid(cfg) as client:
-        produce_framed(cfg, cfg.topic_enriched, schemas.current("EnrichedClick"), clicks)
-        produce_framed(cfg, cfg.topic_sessions, schemas.current("Session"), closed)
+        produce_rows(cfg, cfg.topic_enriched, schemas.current("EnrichedClick"), clicks)
+        produce_rows(cfg, cfg.topic_sessions, schemas.current("Session"), closed)
         assert {r["outcome"] for r in supervisors.apply(client, cfg)} == {"created"}
         for ds, n in ((cfg.druid_clicks_datasource, len(clicks)), (cfg.druid_sessions_datasource, len(closed))):
             assert wait_for(lambda: count_rows(client, ds), lambda got: got == n) == n

@@ -59,6 +59,8 @@ def test_a_field_added_to_a_schema_blocks_the_spec_until_declared():
     (lambda ds: {"metrics": ds.metrics + (specs.Metric("source", "count"),)}, "'source' is declared more than once"),
     (lambda ds: {"metrics": ds.metrics + (specs.Metric("x", "longSum", "url_path"),)}, "'url_path' has Avro type"),
     (lambda ds: {"metrics": ds.metrics + (specs.Metric("x", "countWhere", "is_bot"),)}, "`equals`"),
+    (lambda ds: {"metrics": ds.metrics + (specs.Metric("x", "countWhere", "is_bot", "yes"),)},
+     "boolean field 'is_bot' compares with `equals` \"true\" or \"false\" only"),
     (lambda ds: {"maps": {"url_path": ("a",)}}, "map 'url_path'"),
     (lambda ds: {"timestamp": "client_time"}, "timestamp 'client_time'"),
 ])
@@ -68,15 +70,18 @@ def test_declaration_mistakes_are_reported(change, message):
     assert any(message in p for p in found), found
 
 
-def test_spec_decodes_every_schema_version_inline_and_hashes_its_content():
+def test_spec_reads_newline_delimited_json_rows_and_hashes_its_content():
     ds = DECLARATION["clicks"]
-    versions = schemas.versions("EnrichedClick")
     spec = specs.build(ds, settings)
-    decoder = spec["spec"]["dataSchema"]["parser"]["avroBytesDecoder"]
-    assert decoder == {"type": "multiple_schemas_inline",
-                       "schemas": {str(v.druid_id): v.source for v in versions}}
-    assert spec["spec"]["ioConfig"]["topic"] == settings.topic_enriched
-    assert spec["spec"]["dataSchema"]["dataSource"] == settings.druid_clicks_datasource
+    body = spec["spec"]
+    assert "parser" not in body["dataSchema"]
+    assert body["ioConfig"]["inputFormat"] == {
+        "type": "kafka", "valueFormat": {"type": "json", "assumeNewlineDelimited": True}}
+    assert body["dataSchema"]["timestampSpec"] == {"column": "server_time", "format": "millis"}
+    assert body["ioConfig"]["topic"] == settings.topic_enriched
+    assert body["dataSchema"]["dataSource"] == settings.druid_clicks_datasource
+    assert body["tuningConfig"] == {"type": "kafka", "maxParseExceptions": 2**31 - 1,
+                                    "maxSavedParseExceptions": 50, "logParseExceptions": True}
     assert spec["context"][specs.SPEC_HASH_KEY] == specs.spec_hash(spec)
     assert specs.build(ds, settings) == spec
 
@@ -84,11 +89,24 @@ def test_spec_decodes_every_schema_version_inline_and_hashes_its_content():
     assert specs.build(coarser, settings)["context"] != spec["context"]
 
 
+def test_count_where_compares_booleans_as_druid_reads_json_booleans():
+    ds = dataclasses.replace(DECLARATION["sessions"], metrics=DECLARATION["sessions"].metrics + (
+        specs.Metric("engaged", "countWhere", "bounce", "false"),
+        specs.Metric("gap_closed", "countWhere", "close_reason", "it's"),
+    ))
+    transforms = {t["name"]: t["expression"] for t in specs.build(ds, settings)["spec"]["dataSchema"]
+                  ["transformSpec"]["transforms"]}
+    assert transforms["_bounces_flag"] == 'if("bounce" == 1, 1, 0)'
+    assert transforms["_engaged_flag"] == 'if("bounce" == 0, 1, 0)'
+    assert transforms["_gap_closed_flag"] == "if(\"close_reason\" == 'it\\'s', 1, 0)"
+    assert transforms["landing_page"] == "regexp_extract(\"landing_page\", '^[^?#]*')"
+
+
 def test_map_keys_become_flattened_dimensions():
     ds = dataclasses.replace(DECLARATION["clicks"], maps={"params": ("plan", "ab_test")})
-    parse_spec = specs.build(ds, settings)["spec"]["dataSchema"]["parser"]["parseSpec"]
-    assert parse_spec["flattenSpec"]["fields"] == [
+    body = specs.build(ds, settings)["spec"]
+    assert body["ioConfig"]["inputFormat"]["valueFormat"]["flattenSpec"]["fields"] == [
         {"type": "path", "name": "params_plan", "expr": "$.params.plan"},
         {"type": "path", "name": "params_ab_test", "expr": "$.params.ab_test"},
     ]
-    assert parse_spec["dimensionsSpec"]["dimensions"][-2:] == ["params_plan", "params_ab_test"]
+    assert body["dataSchema"]["dimensionsSpec"]["dimensions"][-2:] == ["params_plan", "params_ab_test"]

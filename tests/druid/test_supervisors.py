@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 
-from confluent_kafka import Producer
-
-import schemas
 from clickpipe.config import load
-from druid.testing import enriched_click, private_druid, private_env, produce_framed, wait_for
+from druid.testing import private_druid, private_env, wait_for
 from druid_support import run_cli
 
 
@@ -77,24 +74,3 @@ def test_a_rejected_spec_shows_druids_message(stack):
     assert result.returncode == 1
     assert f"Druid rejected the spec of '{cfg.druid_clicks_datasource}'" in result.stderr
     assert "HTTP 400" in result.stderr and "ten minutes" in result.stderr
-
-
-def test_status_explains_a_record_druid_cannot_decode(stack):
-    """Plain (unframed) Avro on a Druid-facing topic fails Druid's tasks; status says why."""
-    env = private_env()
-    cfg = load(env)
-    schema = schemas.current("EnrichedClick")
-    ds = cfg.druid_clicks_datasource
-    with private_druid(cfg):
-        producer = Producer({"bootstrap.servers": cfg.kafka_bootstrap})
-        producer.produce(cfg.topic_enriched, value=schemas.encode(schema, enriched_click()))
-        assert producer.flush(30) == 0
-        produce_framed(cfg, cfg.topic_enriched, schema, [enriched_click() for _ in range(10)])
-        assert run_cli(env, "druid", "apply").returncode == 0
-        rows = wait_for(lambda: _status(env), lambda s: s[ds]["last_error"] is not None and s[ds]["lag"], 120,
-                        interval=3)
-        # Druid itself flags the supervisor (UNHEALTHY_TASKS) only after several failed tasks, if at all.
-        assert rows[ds]["state"] in ("RUNNING (last task failed)", "UNHEALTHY_TASKS (unhealthy)"), rows[ds]
-        assert "not framed Avro of a schema version in the spec" in rows[ds]["last_error"], rows[ds]
-        assert rows[ds]["lag"] == 11  # nothing ingested: every task fails on the first record
-        assert run_cli(env, "druid", "status").returncode == 3
