@@ -79,7 +79,7 @@ def _druid(args: argparse.Namespace) -> int:
             print(render(supervisors.apply(client, settings)))
         elif args.action == "status":
             rows = supervisors.status(client, settings)
-            print(render(rows, args.format))
+            print(supervisors.render_status(rows, args.format))
             return 0 if supervisors.healthy(rows) else 3
         else:
             if args.action == "reset" and not args.yes:
@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
     druid = sub.add_parser("druid", help="Druid ingestion: supervisors of the clicks and sessions datasources")
     druid_sub = druid.add_subparsers(dest="action", required=True)
     druid_sub.add_parser("apply", help="submit the specs derived from the schemas; unchanged ones are not resubmitted")
-    druid_status = druid_sub.add_parser("status", help="state, lag and last error of each supervisor (exit 3 unless all run)")
+    druid_status = druid_sub.add_parser("status", help="state, lag, unparseable rows, latest parse exceptions and "
+                                                       "last error of each supervisor (exit 3 unless all run)")
     druid_status.add_argument("--format", choices=("table", "json", "csv"), default="table")
     for action, text in (("suspend", "stop reading (tasks publish and stop)"), ("resume", "read again"),
                          ("reset", "forget stored offsets: re-read topics from the earliest record")):

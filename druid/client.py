@@ -54,6 +54,16 @@ class DruidClient:
     def supervisor_status(self, supervisor_id: str) -> dict[str, Any]:
         return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}/status")
 
+    def supervisor_stats(self, supervisor_id: str) -> dict[str, dict[str, Any]]:
+        """Row counters of the supervisor's reading and publishing tasks: task group -> task id ->
+        ``{"totals": {"buildSegments": {"processed": n, "unparseable": n, ...}}, ...}``."""
+        return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}/stats")
+
+    def supervisor_parse_errors(self, supervisor_id: str) -> list[dict[str, Any]]:
+        """Parse exceptions the supervisor's reading and publishing tasks saved (``errorType``,
+        ``details``, ``input``: the offending row, ``timeOfExceptionMillis``)."""
+        return self._call("GET", f"/druid/indexer/v1/supervisor/{supervisor_id}/parseErrors")
+
     def latest_task(self, datasource: str) -> dict[str, Any] | None:
         """The most recently completed task of a datasource (status, errorMsg, ...), if any."""
         tasks = self._call("GET", "/druid/indexer/v1/tasks", params={"datasource": datasource, "state": "complete",

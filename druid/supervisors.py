@@ -8,9 +8,11 @@ message) or :class:`druid.specs.DeclarationError` (the declaration does not matc
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 from clickpipe.config import Settings
+from clickpipe.formatting import render
 from druid import specs
 from druid.client import DruidClient, DruidError
 
@@ -52,24 +54,36 @@ def declared_ids(settings: Settings) -> list[str]:
 
 
 def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
-    """One row per declared supervisor: state, lag (records behind the topic) and last error.
+    """One row per declared supervisor: state, lag (records behind the topic), rows its tasks
+    could not parse, and last error.
 
     When the supervisor's latest completed task failed, the last error is that task's error
     and a ``RUNNING`` state becomes ``RUNNING (last task failed)``; otherwise the last error is
     the supervisor's latest recent error. A supervisor that was never applied (or was
     terminated) has state ``NOT APPLIED``.
+
+    ``unparseable`` (lines that are not a JSON row: dropped) and ``with_errors`` (rows ingested
+    without a value that does not fit its column) count what the supervisor's current reading
+    and publishing tasks met since they started; a replica's rows are counted once. ``parse_exceptions`` lists what those tasks saved (:data:`druid.specs.TUNING`),
+    newest first: ``time`` (ISO, UTC), ``type`` and ``detail`` (Druid's message, one line).
     """
     running = set(client.supervisor_ids())
     rows = []
     for ds in specs.load_declaration().values():
         supervisor_id = ds.name(settings)
-        row: dict[str, Any] = {"supervisor": supervisor_id, "topic": ds.topic(settings),
-                               "state": "NOT APPLIED", "lag": None, "last_error": None}
+        row: dict[str, Any] = {"supervisor": supervisor_id, "topic": ds.topic(settings), "state": "NOT APPLIED",
+                               "lag": None, "unparseable": None, "with_errors": None, "last_error": None,
+                               "parse_exceptions": []}
         if supervisor_id in running:
             payload = client.supervisor_status(supervisor_id)["payload"]
             state = payload.get("detailedState") or payload.get("state")
             row["state"] = state if payload.get("healthy", True) else f"{state} (unhealthy)"
             row["lag"] = payload.get("aggregateLag")
+            stats = client.supervisor_stats(supervisor_id)
+            row["unparseable"] = _counted(stats, "unparseable")
+            row["with_errors"] = _counted(stats, "processedWithError")
+            row["parse_exceptions"] = [_parse_exception(e) for e in sorted(
+                client.supervisor_parse_errors(supervisor_id), key=lambda e: -e.get("timeOfExceptionMillis", 0))]
             task = client.latest_task(supervisor_id)
             errors = payload.get("recentErrors") or []
             if task and task.get("status") == "FAILED":
@@ -81,6 +95,46 @@ def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
                 row["last_error"] = f"{last.get('timestamp', '')} {last.get('message') or last.get('exceptionClass')}"
         rows.append(row)
     return rows
+
+
+def _counted(stats: dict[str, dict[str, Any]], counter: str) -> int:
+    """``counter`` summed over task groups; a group's replicas read the same rows, so the largest counts."""
+    def of(task: Any) -> int:  # a task that did not answer has no totals
+        totals = task.get("totals") if isinstance(task, dict) else None
+        return ((totals or {}).get("buildSegments") or {}).get(counter, 0)
+
+    return sum(max(map(of, group.values()), default=0) for group in stats.values())
+
+
+def _parse_exception(report: dict[str, Any]) -> dict[str, str]:
+    """A saved parse exception as ``time``, ``type`` and one printable line of ``detail``.
+
+    Druid's ``input`` is left out: it is the whole row, personal data included; an
+    unparseable line is quoted in the detail anyway.
+    """
+    millis = report.get("timeOfExceptionMillis")
+    when = (datetime.fromtimestamp(millis / 1000, timezone.utc).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z") if millis is not None else None)
+    detail = " ".join(report.get("details") or [])
+    return {"time": when, "type": report.get("errorType"),
+            "detail": "".join(c if c.isprintable() else "?" for c in detail)}
+
+
+def render_status(rows: list[dict[str, Any]], fmt: str = "table", shown: int = 5) -> str:
+    """A :func:`status` result as text: JSON has every field; a table or CSV has one line per
+    supervisor, and a table is followed by each supervisor's ``shown`` latest parse exceptions."""
+    if fmt == "json":
+        return render(rows, fmt)
+    text = render([{k: v for k, v in r.items() if k != "parse_exceptions"} for r in rows], fmt)
+    if fmt != "table":
+        return text
+    for row in rows:
+        saved = row["parse_exceptions"]
+        if saved:
+            more = f"; {len(saved) - shown} more with --format json" if len(saved) > shown else ""
+            text += (f"\n\nParse exceptions saved by the current tasks of {row['supervisor']} "
+                     f"(newest first{more}):\n" + render(saved[:shown], max_width=120))
+    return text
 
 
 def healthy(rows: list[dict[str, Any]]) -> bool:
