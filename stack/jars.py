@@ -18,14 +18,11 @@ from clickpipe.config import Settings
 
 POM_DIR = Path(__file__).resolve().parent / "maven"
 # Extension -> version. Druid core is 33.0.0, the newest release whose Kafka-indexing and
-# datasketches extensions Maven Central serves here. The newest druid-avro-extensions it
-# serves is 0.20.0: its legacy `avro_stream` parser (with the `schema_inline` and
-# `multiple_schemas_inline` decoders) loads and ingests on 33.0.0, which a stack test proves;
-# its `avro_stream` inputFormat arrived only in later releases.
+# datasketches extensions Maven Central serves here. The Druid-facing topics carry JSON rows,
+# which Druid's core `json` input format reads: no format extension is needed.
 DRUID_EXTENSIONS = {
     "druid-kafka-indexing-service": "33.0.0",
     "druid-datasketches": "33.0.0",
-    "druid-avro-extensions": "0.20.0",
 }
 # Closure name -> (poms it is resolved from, extra input to its cache key).
 CLOSURES = {
