@@ -27,7 +27,7 @@ class _Reader:
     def str(self, name: str, default: str) -> str:
         return self.env.get(PREFIX + name, default)
 
-    def int(self, name: str, default: int, minimum: int | None = None) -> int:
+    def int(self, name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
         raw = self.env.get(PREFIX + name)
         if raw is None:
             return default
@@ -37,6 +37,8 @@ class _Reader:
             raise ConfigError(f"{PREFIX}{name}={raw!r} is not an integer") from None
         if minimum is not None and value < minimum:
             raise ConfigError(f"{PREFIX}{name}={value} must be >= {minimum}")
+        if maximum is not None and value > maximum:
+            raise ConfigError(f"{PREFIX}{name}={value} must be <= {maximum}")
         return value
 
     def bool(self, name: str, default: bool) -> bool:
@@ -123,11 +125,20 @@ class Settings:
     collector_cors_origins: tuple[str, ...]  # COLLECTOR_CORS_ORIGINS: comma-separated allowed origins ("": same-origin only)
     collector_honor_dnt: bool  # COLLECTOR_HONOR_DNT: drop events from browsers sending Do Not Track (false)
     collector_honor_gpc: bool  # COLLECTOR_HONOR_GPC: drop events from browsers sending Global Privacy Control (true)
-    collector_queue_max: int  # COLLECTOR_QUEUE_MAX: producer's local queue, messages; full -> 503 (100000)
-    # COLLECTOR_ACK_WAIT_MS: 0 answers 2xx once events are in the producer's local queue (a collector
-    # killed -9 loses what is still queued); N > 0 answers 2xx only once Kafka acknowledged every
-    # event of the request, 503 + Retry-After if that takes over N ms (a retry may then repeat
-    # events, which the pipeline deduplicates) (0)
+    collector_queue_max: int  # COLLECTOR_QUEUE_MAX: events waiting for Kafka, in batches or messages; full -> 503 (100000)
+    # The raw topic carries many events per message (a RawBatch, see collector/sink.py). A batch is
+    # produced when it holds COLLECTOR_BATCH_MAX_EVENTS events, when the next event would take its
+    # events past COLLECTOR_BATCH_MAX_BYTES, or COLLECTOR_BATCH_LINGER_MS after its first event.
+    # Defaults chosen by bench/collector_bench.py (docs/benchmarks.md, "Collector").
+    collector_batch_max_events: int  # COLLECTOR_BATCH_MAX_EVENTS: most events in one raw-topic message, 1-10000 (500)
+    # COLLECTOR_BATCH_MAX_BYTES: most bytes of encoded events in one raw-topic message, 1024-900000 (an event
+    # larger than this travels alone); the cap keeps a message under Kafka's default 1 MB limit (262144)
+    collector_batch_max_bytes: int
+    collector_batch_linger_ms: int  # COLLECTOR_BATCH_LINGER_MS: ms an event waits at most for others to join; 0: none (20)
+    # COLLECTOR_ACK_WAIT_MS: 0 answers 2xx once events are queued in the collector, in a batch or the
+    # producer's queue (a collector killed -9 loses what is still queued); N > 0 answers 2xx only once
+    # Kafka acknowledged every message holding an event of the request, 503 + Retry-After if that
+    # takes over N ms (a retry may then repeat events, which the pipeline deduplicates) (0)
     collector_ack_wait_ms: int
     collector_dedup_slots: int  # COLLECTOR_DEDUP_SLOTS: per-worker duplicate memory, (party, event id) slots (1048576)
 
@@ -260,6 +271,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         collector_honor_dnt=r.bool("COLLECTOR_HONOR_DNT", False),
         collector_honor_gpc=r.bool("COLLECTOR_HONOR_GPC", True),
         collector_queue_max=r.int("COLLECTOR_QUEUE_MAX", 100000, minimum=100),
+        collector_batch_max_events=r.int("COLLECTOR_BATCH_MAX_EVENTS", 500, minimum=1, maximum=10000),
+        collector_batch_max_bytes=r.int("COLLECTOR_BATCH_MAX_BYTES", 262144, minimum=1024, maximum=900000),
+        collector_batch_linger_ms=r.int("COLLECTOR_BATCH_LINGER_MS", 20, minimum=0),
         collector_ack_wait_ms=r.int("COLLECTOR_ACK_WAIT_MS", 0, minimum=0),
         collector_dedup_slots=r.int("COLLECTOR_DEDUP_SLOTS", 1048576, minimum=1),
         # pipeline

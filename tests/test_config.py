@@ -27,6 +27,7 @@ def test_collector_url_reaches_a_wildcard_bind_on_loopback(host, url):
 @pytest.mark.parametrize("name, value, message", [
     ("PARTITIONS", "four", "is not an integer"),
     ("PARTITIONS", "0", "must be >= 1"),
+    ("COLLECTOR_BATCH_MAX_BYTES", "1000000", "must be <= 900000"),
     ("KAFKA_PORT", "", "is not an integer"),
     ("COLLECTOR_ANONYMIZE_IP", "maybe", "is not a boolean"),
 ])
