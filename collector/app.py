@@ -57,5 +57,5 @@ def wsgi() -> falcon.App:
 
 
 def shutdown(timeout: float = 30.0) -> int:
-    """Flush this worker's producer (called on worker exit); returns messages left unsent."""
+    """Flush this worker's sink (called on worker exit); returns events Kafka has not acknowledged."""
     return _sink.close(timeout) if _sink is not None else 0

@@ -24,7 +24,7 @@ threads = settings.collector_threads
 keepalive = 5
 # Pixel URLs carry whole page URLs and referrers; gunicorn's default of 4094 is too short.
 limit_request_line = 8190
-# SIGTERM: stop accepting, finish in-flight requests, then worker_exit flushes Kafka.
+# SIGTERM: stop accepting, finish in-flight requests, then worker_exit produces the batches and flushes Kafka.
 graceful_timeout = 30
 timeout = 30
 
@@ -39,7 +39,7 @@ def worker_exit(server, worker):
     from collector.app import shutdown
 
     left = shutdown()
-    server.log.info("worker %s flushed Kafka producer (%d messages left)", worker.pid, left)
+    server.log.info("worker %s flushed Kafka producer (%d events left)", worker.pid, left)
 
 
 def child_exit(server, worker):

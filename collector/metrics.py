@@ -16,14 +16,16 @@ ACCEPTED = Counter("clickpipe_collector_accepted_events", "Events accepted and q
 REJECTED = Counter("clickpipe_collector_rejected_events", "Events or requests refused, by reason.", ["reason"])
 DUPLICATES = Counter("clickpipe_collector_duplicate_events", "Accepted events flagged as duplicates.")
 QUEUE_DEPTH = Gauge(
-    "clickpipe_collector_queue_depth", "Messages in the producer's local queue.", multiprocess_mode="livesum"
+    "clickpipe_collector_queue_depth",
+    "Accepted events waiting for Kafka: in batches, or in messages not yet acknowledged.",
+    multiprocess_mode="livesum",
 )
 PRODUCE_LATENCY = Histogram(
     "clickpipe_collector_produce_latency_seconds",
-    "From produce() to the broker's acknowledgement.",
+    "Per raw-topic message: from its first event's acceptance to the broker's acknowledgement.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
-DELIVERY_FAILURES = Counter("clickpipe_collector_delivery_failures", "Messages Kafka finally refused.")
+DELIVERY_FAILURES = Counter("clickpipe_collector_delivery_failures", "Events in messages Kafka finally refused.")
 COOKIE_DOMAIN_MISMATCH = Counter(
     "clickpipe_collector_cookie_domain_mismatch",
     "Requests whose host is outside the configured cookie domain (host-only cookie set instead).",

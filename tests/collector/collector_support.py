@@ -18,6 +18,7 @@ import time
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, NamedTuple
 
 import falcon.testing
 import requests
@@ -30,57 +31,96 @@ from collector.app import create_app
 from collector.sink import Sink
 
 
-class MemoryProducer:
-    """Records produce() calls; ``capacity`` limits how many it holds (then BufferError).
+class Produced(NamedTuple):
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes
+    headers: list
 
-    poll() reports each message's delivery to its ``on_delivery`` callback, as librdkafka
-    does: successful, failed with ``error`` if set, or never if ``deliver`` is false.
+
+class MemoryProducer:
+    """Records produce() calls; ``capacity`` limits how many messages it holds (then BufferError).
+
+    poll() and flush() report each message's delivery to its ``on_delivery`` callback, as
+    librdkafka does, as :meth:`verdict` decides: successful, failed with ``error`` if set, or
+    not yet if ``deliver`` is false. Its metadata shows the topic with ``partitions``
+    partitions (0: the topic does not exist).
     """
 
-    def __init__(self, conf: dict, capacity: int | None = None, deliver: bool = True, error: str | None = None):
+    HOLD = object()  # a verdict: keep the report back for a later poll
+
+    def __init__(self, conf: dict, capacity: int | None = None, deliver: bool = True, error: str | None = None,
+                 partitions: int = 4):
         self.conf = conf
-        self.messages: list[tuple[str, bytes, bytes, list]] = []
+        self.messages: list[Produced] = []
         self.capacity = capacity
         self.deliver, self.error = deliver, error
-        self._reports: list = []
+        self.partitions = partitions
+        self._reports: list[tuple[Produced, Any]] = []
         self._lock = threading.Lock()
 
-    def produce(self, topic, value, key, headers=None, on_delivery=None):
-        if self.capacity is not None and len(self.messages) >= self.capacity:
-            raise BufferError("Local: Queue full")
-        self.messages.append((topic, key, value, headers))
-        if on_delivery is not None:
-            with self._lock:
-                self._reports.append(on_delivery)
+    def produce(self, topic, value=None, key=None, partition=-1, on_delivery=None, headers=None):
+        with self._lock:
+            if self.capacity is not None and len(self.messages) >= self.capacity:
+                raise BufferError("Local: Queue full")
+            message = Produced(topic, partition, key, value, headers)
+            self.messages.append(message)
+            self._reports.append((message, on_delivery))
+
+    def verdict(self, message: Produced):
+        """The delivery error of ``message`` (None: delivered), or :attr:`HOLD`."""
+        return self.error if self.deliver else self.HOLD
 
     def poll(self, timeout):
         time.sleep(timeout)
-        if not self.deliver:
-            return 0
-        with self._lock:
-            reports, self._reports = self._reports, []
-        for report in reports:
-            report(self.error, SimpleNamespace(latency=lambda: 0.001))
-        return len(reports)
+        return self._report()
 
     def flush(self, timeout=None):
-        return 0
+        self._report()
+        return len(self)
+
+    def _report(self) -> int:
+        with self._lock:
+            reports, self._reports = self._reports, []
+        held = []
+        for message, report in reports:
+            verdict = self.verdict(message)
+            if verdict is self.HOLD:
+                held.append((message, report))
+            else:
+                report(verdict, message)
+        with self._lock:
+            self._reports[:0] = held
+        return len(reports) - len(held)
 
     def __len__(self):
-        return len(self.messages)
+        return len(self._reports)
 
     def list_topics(self, topic=None, timeout=-1):
-        """Metadata shaped like confluent-kafka's: the topic exists with one partition."""
-        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions={0: None})})
+        """Metadata shaped like confluent-kafka's."""
+        if not self.partitions:
+            return SimpleNamespace(topics={})
+        partitions = dict.fromkeys(range(self.partitions))
+        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions=partitions)})
+
+    def events(self) -> list[tuple[int, dict]]:
+        """(partition, record) of every event produced, in order, decoded as a consumer would."""
+        return [(m.partition, record) for m in self.messages for record in decode_events(m.value, m.headers)]
 
     def records(self) -> list[dict]:
-        """Decode what was produced, through the schema headers like a consumer would."""
-        return [schemas.decode(v, schemas.writer_from_headers(h)) for _, _, v, h in self.messages]
+        """The records of :meth:`events`."""
+        return [record for _, record in self.events()]
 
 
-def make_client(env: dict | None = None, capacity: int | None = None, **producer_options):
-    settings = load(env or {})
-    sink = Sink(settings, lambda conf: MemoryProducer(conf, capacity, **producer_options))
+def make_client(env: dict | None = None, **producer_options):
+    """A Falcon test client over a :class:`Sink` on a :class:`MemoryProducer`: (client, producer, sink).
+
+    Batches do not linger unless ``env`` says so: each request's events are produced before
+    it is answered, so a test reads them from the producer at once.
+    """
+    settings = load({"CLICKPIPE_COLLECTOR_BATCH_LINGER_MS": "0", **(env or {})})
+    sink = Sink(settings, lambda conf: MemoryProducer(conf, **producer_options))
     return falcon.testing.TestClient(create_app(settings, sink)), sink._producer, sink
 
 
@@ -213,13 +253,18 @@ class Sender(threading.Thread):
 class Topic:
     """A fresh topic on a real broker, deleted afterwards, so tests never see others' data."""
 
-    def __init__(self, bootstrap: str, partitions: int = 4):
+    def __init__(self, bootstrap: str, partitions: int = 4, name: str | None = None):
         self.bootstrap = bootstrap
-        self.name = f"collector-test-{uuid.uuid4().hex[:12]}"
+        self.name = name or self.new_name()
         ensure_topics(bootstrap, [self.name], partitions)
 
-    def consume(self, expected: int, timeout: float = 60.0) -> list:
-        """Read from the beginning until ``expected`` messages (or ``timeout``); returns messages."""
+    @staticmethod
+    def new_name() -> str:
+        return f"collector-test-{uuid.uuid4().hex[:12]}"
+
+    def consume(self, expected: int, timeout: float = 60.0) -> list[tuple[Any, dict]]:
+        """Read from the beginning until ``expected`` events (or ``timeout``); returns (message, record)
+        for every event, in each partition's order, decoded as the worker would (:func:`decode_events`)."""
         consumer = Consumer(
             {
                 "bootstrap.servers": self.bootstrap,
@@ -230,30 +275,36 @@ class Topic:
             }
         )
         consumer.subscribe([self.name])
-        messages = []
+        events: list[tuple[Any, dict]] = []
+
+        def read(poll_timeout: float) -> None:
+            msg = consumer.poll(poll_timeout)
+            if msg is not None and msg.error() is None:
+                events.extend((msg, record) for record in decode_events(msg.value(), msg.headers()))
+
         deadline = time.monotonic() + timeout
         try:
-            while len(messages) < expected and time.monotonic() < deadline:
-                msg = consumer.poll(0.5)
-                if msg is not None and msg.error() is None:
-                    messages.append(msg)
+            while len(events) < expected and time.monotonic() < deadline:
+                read(0.5)
             # anything beyond the expected count would be a bug too: drain briefly
             end = time.monotonic() + 1.0
             while time.monotonic() < end:
-                msg = consumer.poll(0.2)
-                if msg is not None and msg.error() is None:
-                    messages.append(msg)
+                read(0.2)
         finally:
             consumer.close()
-        return messages
+        return events
+
+    def records(self, expected: int, timeout: float = 60.0) -> list[dict]:
+        """The records of :meth:`consume`."""
+        return [record for _, record in self.consume(expected, timeout)]
 
     def delete(self) -> None:
         delete_topics(self.bootstrap, [self.name])
 
 
-def decode(msg) -> dict:
-    """A consumed message as a record, via the schema its headers name."""
-    return schemas.decode(msg.value(), schemas.writer_from_headers(msg.headers()))
+def decode_events(value: bytes, headers) -> list[dict]:
+    """The records of a raw-topic message (a batch or a single event), via the schemas its headers name."""
+    return [schemas.decode(event, schemas.writer_from_headers(h)) for event, h in schemas.raw_events(value, headers)]
 
 
 def divolte_signed(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

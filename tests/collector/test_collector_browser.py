@@ -11,7 +11,7 @@ import threading
 import time
 
 from cdp_support import Chromium
-from collector_support import CollectorProcess, Topic, decode, free_port
+from collector_support import CollectorProcess, Topic, free_port
 
 PAGE = """<!doctype html><html><head><title>shop</title>
 <script src="{collector}/tag.js"></script></head>
@@ -78,7 +78,7 @@ def test_tag_in_headless_chromium(stack):
         browser.evaluate("new Promise(r => setTimeout(r, 1500))")  # past the tag's flush delay
         browser.navigate("about:blank")  # pagehide: the "leave" event goes out with keepalive
 
-        records = [decode(m) for m in topic.consume(4, timeout=30)]
+        records = topic.records(4, timeout=30)
         assert len(records) == 4, records
         views = sorted((r for r in records if r["event_type"] == "pageView"), key=lambda r: r["client_time"])
         by_type = {r["event_type"]: r for r in records}
@@ -127,7 +127,7 @@ def test_session_rotates_on_an_idle_page_and_opt_out_stops_sending(stack):
         assert browser.evaluate("clickpipe.signal('afterOptOut')") is None
         browser.evaluate("new Promise(r => setTimeout(r, 1000))")
 
-        records = {r["event_id"]: r for r in map(decode, topic.consume(4, timeout=20))}
+        records = {r["event_id"]: r for r in topic.records(4, timeout=20)}
         assert {r["event_type"] for r in records.values()} == {"pageView", "read", "readMore"}, records
         assert len(records) == 3
         view = next(r for r in records.values() if r["event_type"] == "pageView")
@@ -153,7 +153,7 @@ def test_calls_made_before_an_async_tag_loads_are_sent_once_it_has(stack):
         late = browser.evaluate("clickpipe.signal('late')")
         browser.evaluate("clickpipe.flush()")
 
-        records = [decode(m) for m in topic.consume(3, timeout=20)]
+        records = topic.records(3, timeout=20)
         by_type = {r["event_type"]: r for r in records}
         assert sorted(by_type) == ["early", "late", "pageView"] and len(records) == 3, records
         assert by_type["early"]["params"] == {"n": "1"}
@@ -173,7 +173,7 @@ def test_consent_recorded_by_the_tag_travels_with_later_events(stack):
         denied = browser.evaluate("clickpipe.signal('denied')")
         browser.evaluate("clickpipe.flush()")
 
-        records = {r["event_id"]: r for r in map(decode, topic.consume(5, timeout=20))}
+        records = {r["event_id"]: r for r in topic.records(5, timeout=20)}
         assert len(records) == 5, records
         assert [records[i]["consent"] for i in (before, ignored, granted, denied)] == \
             ["unknown", "unknown", "granted", "denied"]
@@ -193,7 +193,7 @@ def test_a_page_restored_from_the_back_forward_cache_counts_as_a_new_page_view(s
         assert browser.evaluate("window.beforeLeaving === true") is True
         browser.evaluate("clickpipe.flush()")
 
-        views = sorted(map(decode, topic.consume(3, timeout=20)), key=lambda r: r["client_time"])
+        views = sorted(topic.records(3, timeout=20), key=lambda r: r["client_time"])
         assert [v["event_type"] for v in views] == ["pageView"] * 3, views
         assert [v["location"] for v in views] == [origin + "/a", origin + "/b", origin + "/a"]
         assert len({v["page_view_id"] for v in views}) == 3
@@ -213,7 +213,7 @@ def test_without_fetch_events_go_as_pixels_and_by_beacon_on_unload(stack):
         browser.navigate("about:blank")
         browser.wait_for("location.href === 'about:blank'")
 
-        records = {r["event_type"]: r for r in map(decode, topic.consume(3, timeout=20))}
+        records = {r["event_type"]: r for r in topic.records(3, timeout=20)}
         assert sorted(records) == ["leave", "pageView", "read"], records
         assert records["read"]["event_id"] == read and records["read"]["params"] == {"depth": "3"}
         assert {r["source"] for r in records.values()} == {"tag"}
@@ -245,6 +245,6 @@ def test_do_not_track_and_global_privacy_control_stop_the_tag_when_honoured(stac
         sent = control.wait_for("window.clickpipe && clickpipe.signal('allowed')")
         control.evaluate("clickpipe.flush()")
 
-        records = [decode(m) for m in topic.consume(2, timeout=20)]
+        records = topic.records(2, timeout=20)
         assert sorted(r["event_type"] for r in records) == ["allowed", "pageView"], records
         assert {r["location"] for r in records} == {origin + "/public"} and sent in {r["event_id"] for r in records}

@@ -5,10 +5,12 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import time
 
 import falcon.testing
 import pytest
 
+from clickpipe.topics import partition_for
 from collector.intake import GIF
 from collector_support import make_client
 
@@ -35,7 +37,7 @@ def test_batch_accepts_valid_and_reports_invalid_neighbours(collector):
     # both got the party issued for this request, which the cookie carries
     party = r.cookies["_cpp"].value
     assert {rec["party_id"] for rec in records} == {party}
-    assert all(key == party.encode() for _, key, _, _ in producer.messages)
+    assert [(m.key, m.partition) for m in producer.messages] == [(None, partition_for(party.encode(), 4))]
 
 
 def test_party_cookie_flags_and_reuse(collector):
@@ -107,23 +109,35 @@ def test_all_invalid_is_400_with_reasons(collector):
 
 
 def test_queue_full_is_503_with_retry_after_and_nothing_remembered():
-    client, producer, sink = make_client({"CLICKPIPE_COLLECTOR_QUEUE_MAX": "100"})
+    client, producer, sink = make_client({"CLICKPIPE_COLLECTOR_QUEUE_MAX": "100"}, deliver=False)
     for _ in range(5):
         assert post(client, [{} for _ in range(20)]).status_code == 200
     r = post(client, [{"event_id": "retried-event-1"}])
     assert r.status_code == 503 and r.headers["Retry-After"] == "1" and r.json["error"] == "queue_full"
+    assert client.simulate_get("/readyz").json == {"ready": False, "detail": "queue full", "queue_depth": 100}
+    producer.deliver = True
+    wait_until(lambda: sink.depth() == 0)
     producer.messages.clear()
     r = post(client, [{"event_id": "retried-event-1"}], headers={"Cookie": "_cpp=party-000001"})
     assert r.status_code == 200 and producer.records()[0]["duplicate"] is False
     sink.close(0)
 
 
-def test_buffer_error_mid_batch_reports_the_rest_as_rejected():
-    client, producer, sink = make_client(capacity=2)
+def test_a_batch_larger_than_the_room_left_is_accepted_in_part():
+    client, producer, sink = make_client({"CLICKPIPE_COLLECTOR_QUEUE_MAX": "100"}, deliver=False)
+    assert post(client, [{} for _ in range(98)]).json["accepted"] == 98
     r = post(client, [{}, {}, {}])
     assert r.status_code == 200 and r.json["accepted"] == 2
     assert r.json["rejected"] == [{"index": 2, "reason": "queue_full"}]
+    assert len(producer.records()) == 100
     sink.close(0)
+
+
+def wait_until(condition, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
 
 ACK_WAIT = {"CLICKPIPE_COLLECTOR_ACK_WAIT_MS": "300"}
@@ -132,8 +146,8 @@ ACK_WAIT = {"CLICKPIPE_COLLECTOR_ACK_WAIT_MS": "300"}
 def test_with_an_ack_wait_a_batch_is_answered_once_kafka_acknowledged_it():
     client, producer, sink = make_client(ACK_WAIT)
     r = post(client, [{}, {}, {"event_id": "bad"}])
-    assert r.status_code == 200 and r.json["accepted"] == 2 and len(producer.messages) == 2
-    assert producer._reports == []  # both delivery reports came in before the answer
+    assert r.status_code == 200 and r.json["accepted"] == 2 and len(producer.records()) == 2
+    assert producer._reports == []  # the delivery reports came in before the answer
     assert client.simulate_get("/p.gif").status_code == 200
     sink.close(0)
 
@@ -195,7 +209,7 @@ def test_pixel_always_answers_the_gif(collector):
     assert record["party_id"] == r.cookies["_cpp"].value
     bad = client.simulate_get("/p.gif", query_string="event_id=%3Cscript%3E")
     assert bad.status_code == 200 and bad.content == GIF
-    assert bad.headers["X-Clickpipe-Rejected"] == "invalid_event_id" and len(producer.messages) == 1
+    assert bad.headers["X-Clickpipe-Rejected"] == "invalid_event_id" and len(producer.records()) == 1
     many = client.simulate_get("/p.gif", query_string="&".join(f"a{i}=1" for i in range(300)))
     assert many.content == GIF and many.headers["X-Clickpipe-Rejected"] == "too_many_fields"
 
@@ -207,17 +221,19 @@ def test_pixel_via_tag_is_not_no_js(collector):
 
 
 def test_pixel_backpressure_is_503_with_the_gif():
-    client, producer, sink = make_client(capacity=0)
+    client, producer, sink = make_client({"CLICKPIPE_COLLECTOR_QUEUE_MAX": "100"}, deliver=False)
+    assert post(client, [{} for _ in range(100)]).json["accepted"] == 100
     r = client.simulate_get("/p.gif")
     assert r.status_code == 503 and r.content == GIF and r.headers["Retry-After"]
     sink.close(0)
 
 
-def test_divolte_endpoint_flags_corruption_and_keys_by_party(collector):
+def test_divolte_endpoint_flags_corruption_and_partitions_by_party(collector):
     client, producer = collector
     r = client.simulate_get("/csc-event", query_string="p=0:k0:party0000&s=0:k0:sess00000&e=ev000001&c=zz&x=1")
     assert r.status_code == 200 and r.content == GIF and r.headers["X-Clickpipe-Corrupted"] == "true"
-    assert producer.records()[0]["corrupted"] is True and producer.messages[0][1] == b"0:k0:party0000"
+    assert producer.records()[0]["corrupted"] is True
+    assert producer.messages[0].partition == partition_for(b"0:k0:party0000", 4)
     assert "_cpp" not in r.cookies  # Divolte's tag keeps its own party id
     r = client.simulate_get("/csc-event", query_string="s=0:k0:sess00000")
     assert r.content == GIF and r.headers["X-Clickpipe-Rejected"] == "invalid_party_id"

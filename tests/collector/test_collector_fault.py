@@ -13,7 +13,7 @@ import time
 
 import requests
 
-from collector_support import CollectorProcess, Sender, Topic, decode, start_private_broker, wait_healthy
+from collector_support import CollectorProcess, Sender, Topic, start_private_broker, wait_healthy
 
 OUTAGE_SECONDS = 10
 
@@ -50,7 +50,7 @@ def test_broker_outage_loses_no_accepted_event(stack):
         statuses = [s for s, _ in sender.outcomes]
         accepted = sender.accepted()
         refused = sum(1 for s in statuses if s == 503)
-        consumed = {decode(m)["event_id"] for m in topic.consume(len(accepted), timeout=90)}
+        consumed = {r["event_id"] for r in topic.records(len(accepted), timeout=90)}
         print(
             f"\nfault test: outage {outage:.1f}s, {len(statuses)} requests, "
             f"{statuses.count(200)} accepted ({len(accepted)} events), {refused} answered 503, "

@@ -8,7 +8,8 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from collector_support import CollectorProcess, Topic, decode, divolte_signed
+from clickpipe.topics import partition_for
+from collector_support import CollectorProcess, Topic, divolte_signed
 
 N = 20  # events per endpoint
 
@@ -25,7 +26,7 @@ def live(stack):
         topic.delete()
 
 
-def test_every_endpoint_reaches_the_raw_topic_keyed_by_party(live):
+def test_every_endpoint_reaches_the_raw_topic_in_the_partition_of_its_party(live):
     server, topic = live
     run = uuid.uuid4().hex[:8]
     sent: dict[str, tuple[str | None, str]] = {}  # event id -> (party id or None if cookie, source)
@@ -64,13 +65,15 @@ def test_every_endpoint_reaches_the_raw_topic_keyed_by_party(live):
         assert r.status_code == 200 and "X-Clickpipe-Corrupted" not in r.headers
         sent[f"d-{run}-{i:03d}"] = (f"0:k1:dvparty{run}", "divolte")
 
-    messages = topic.consume(len(sent))
+    events = topic.consume(len(sent))
     records = {}
-    for msg in messages:
-        record = decode(msg)
-        assert msg.key() == record["party_id"].encode()
+    for msg, record in events:
+        # batches carry no key; each sits in the partition librdkafka's default partitioner gives its party
+        assert msg.key() is None and msg.partition() == partition_for(record["party_id"].encode(), 4)
         records[record["event_id"]] = record
-    assert len(messages) == len(sent) == 4 * N
+    assert len(events) == len(sent) == 4 * N
+    # one request's events of one partition share a message: the batch's 3 parties make at most 3
+    assert len({(msg.partition(), msg.offset()) for msg, r in events if r["source"] == "batch"}) <= 3
     assert set(records) == set(sent)
     for event_id, (party, source) in sent.items():
         record = records[event_id]
@@ -110,8 +113,8 @@ def test_sigterm_flushes_everything_accepted(stack):
             batch = [{"party_id": "sigterm-party", "event_id": f"sigterm-{i:03d}-{j}"} for j in range(20)]
             accepted += requests.post(server.url + "/events", json=batch, timeout=10).json()["accepted"]
         assert server.stop() == 0
-        assert len({decode(m)["event_id"] for m in topic.consume(accepted)}) == accepted == 1000
-        assert "flushed Kafka producer (0 messages left)" in server.output()
+        assert len({r["event_id"] for r in topic.records(accepted)}) == accepted == 1000
+        assert "flushed Kafka producer (0 events left)" in server.output()
     finally:
         server.stop()
         topic.delete()

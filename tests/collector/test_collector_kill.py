@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from collector_support import CollectorProcess, Sender, Topic, decode, start_private_broker, wait_healthy
+from collector_support import CollectorProcess, Sender, Topic, start_private_broker, wait_healthy
 
 
 @pytest.mark.parametrize("ack_wait_ms", ["0", "1000"])
@@ -45,7 +45,7 @@ def test_kill_9_during_a_broker_outage(stack, ack_wait_ms):
         wait_healthy(broker)
 
         accepted = sender.accepted()
-        consumed = [decode(m)["event_id"] for m in topic.consume(len(accepted), timeout=60)]
+        consumed = [r["event_id"] for r in topic.records(len(accepted), timeout=60)]
         lost = accepted - set(consumed)
         statuses = [status for status, _ in sender.outcomes]
         print(f"\nkill -9 test (ack wait {ack_wait_ms} ms): {len(statuses)} requests, {statuses.count(200)} "
