@@ -13,6 +13,18 @@ and nginx and a running broker (``clickpipe stack up``); events go to a throwawa
 that is deleted afterwards. With ``--profile``, py-spy samples one collector worker
 during an extra pixel run and an extra batch run, and the hottest functions are printed.
 
+The events/message column is what the collector's batching achieved: the events a run had
+accepted over the raw-topic messages it added. Batch settings (``CLICKPIPE_COLLECTOR_BATCH_*``)
+are taken from the environment like every other setting.
+
+    .venv/bin/python bench/collector_bench.py --compare DIR [--rounds 5] [--duration 5] [--ack-wait-ms N]
+
+compares instead this checkout's collector with the one in DIR (another checkout of the
+project, e.g. from ``git worktree add DIR <commit>``): both run at once, each on a topic of its
+own, and take turns at (b) and (c) (and again with the acknowledgement wait), the order
+reversed every round; the medians over the rounds are reported. On a machine whose load
+varies, interleaving is what makes two versions comparable; consecutive runs are not.
+
 Prints a Markdown section for docs/benchmarks.md.
 """
 
@@ -27,6 +39,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +48,7 @@ import uuid
 from pathlib import Path
 
 import requests
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -106,7 +120,8 @@ http {{
     return proc, url
 
 
-def start_collector(topic: str, worker_class: str, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+def start_collector(topic: str, worker_class: str, env: dict | None = None,
+                    repo: Path = REPO) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, **(env or {}), "CLICKPIPE_COLLECTOR_PORT": str(port), "CLICKPIPE_TOPIC_RAW": topic}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -114,7 +129,7 @@ def start_collector(topic: str, worker_class: str, env: dict | None = None) -> t
         # gunicorn silently turns "sync" into "gthread" when threads > 1: pass both
         [sys.executable, "-m", "gunicorn", "-c", "collector/gunicorn.conf.py", "-k", worker_class,
          "--threads", str(GTHREAD_THREADS if worker_class == "gthread" else 1)],
-        cwd=REPO,
+        cwd=repo,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -152,11 +167,39 @@ def wrk(url: str, duration: int, connections: int, script: Path | None = None) -
     errors = re.search(r"Socket errors: (.*)", out)
     return {
         "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
         "p50": latency("50"),
         "p99": latency("99"),
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": errors.group(1).strip() if errors else "",
     }
+
+
+def topic_messages(topic: str, attempts: int = 10) -> int:
+    """Messages in ``topic``: the sum of its partitions' high watermarks."""
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": "collector-bench"})
+    try:
+        for attempt in range(attempts):
+            try:
+                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+                return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions)
+            except KafkaException:  # a topic created moments ago can be unknown to a new client a while longer
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
+def collector_run(url: str, args, topic: str, events: int, script: Path | None = None) -> dict:
+    """:func:`wrk` against the collector, with ``events_per_message``: events answered 2xx over the
+    messages the run added to ``topic`` (``events`` per request)."""
+    before = topic_messages(topic)
+    result = wrk(url, args.duration, args.connections, script)
+    time.sleep(1)  # the last batches linger, then are acknowledged
+    messages = topic_messages(topic) - before
+    result["events_per_message"] = (result["requests"] - result["non2xx"]) * events / max(messages, 1)
+    return result
 
 
 def batch_script(workdir: Path) -> Path:
@@ -254,7 +297,12 @@ def main() -> None:
     parser.add_argument("--worker-classes", default="gthread,sync", help="the first is used for (c)")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--ack-wait-ms", type=int, default=0, help="also measure with this COLLECTOR_ACK_WAIT_MS")
+    parser.add_argument("--compare", type=Path, help="another checkout whose collector to compare with, interleaved")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the --compare mode")
     args = parser.parse_args()
+    if args.compare:
+        compare(args)
+        return
 
     workdir = Path(tempfile.mkdtemp(prefix="collector-bench-"))
     topic = f"collector-bench-{uuid.uuid4().hex[:8]}"
@@ -271,9 +319,9 @@ def main() -> None:
         for worker_class in classes:
             proc, url = start_collector(topic, worker_class)
             try:
-                results[f"b/{worker_class}"] = wrk(url + PIXEL_QUERY, args.duration, args.connections)
+                results[f"b/{worker_class}"] = collector_run(url + PIXEL_QUERY, args, topic, 1)
                 if worker_class == classes[0]:
-                    results["c"] = wrk(url + "/events", args.duration, args.connections, batch_script(workdir))
+                    results["c"] = collector_run(url + "/events", args, topic, BATCH_SIZE, batch_script(workdir))
                     if args.profile:
                         profiles["pixel"] = profile(url + PIXEL_QUERY, proc, args.duration, args.connections, workdir)
                         profiles["batch"] = profile(url + "/events", proc, args.duration, args.connections, workdir,
@@ -283,8 +331,8 @@ def main() -> None:
         if args.ack_wait_ms:
             proc, url = start_collector(topic, classes[0], {"CLICKPIPE_COLLECTOR_ACK_WAIT_MS": str(args.ack_wait_ms)})
             try:
-                results["b/ack"] = wrk(url + PIXEL_QUERY, args.duration, args.connections)
-                results["c/ack"] = wrk(url + "/events", args.duration, args.connections, batch_script(workdir))
+                results["b/ack"] = collector_run(url + PIXEL_QUERY, args, topic, 1)
+                results["c/ack"] = collector_run(url + "/events", args, topic, BATCH_SIZE, batch_script(workdir))
             finally:
                 stop(proc)
         results["in_process"] = in_process(topic)
@@ -296,15 +344,70 @@ def main() -> None:
     report(results, classes, args, profiles)
 
 
+def compare(args) -> None:
+    """The ``--compare`` mode: this checkout's collector and another's, interleaved (see the module doc)."""
+    waits = [0, args.ack_wait_ms] if args.ack_wait_ms else [0]
+    variants = [(f"{label}, COLLECTOR_ACK_WAIT_MS={wait}", repo, wait)
+                for wait in waits for label, repo in (("baseline", args.compare.resolve()), ("this checkout", REPO))]
+    workdir = Path(tempfile.mkdtemp(prefix="collector-bench-"))
+    script = batch_script(workdir)
+    topics = {name: f"collector-bench-{uuid.uuid4().hex[:8]}" for name, _, _ in variants}
+    ensure_topics(settings.kafka_bootstrap, list(topics.values()), settings.partitions)
+    running: dict[str, tuple[subprocess.Popen, str]] = {}
+    runs: dict[str, list[tuple[dict, dict]]] = {name: [] for name in topics}
+    started = time.gmtime()
+    try:
+        for name, repo, wait in variants:
+            env = {"CLICKPIPE_COLLECTOR_ACK_WAIT_MS": str(wait)}
+            running[name] = start_collector(topics[name], "gthread", env, repo)
+        for n in range(args.rounds):
+            for name, _, _ in variants if n % 2 == 0 else variants[::-1]:
+                url, topic = running[name][1], topics[name]
+                runs[name].append((collector_run(url + PIXEL_QUERY, args, topic, 1),
+                                   collector_run(url + "/events", args, topic, BATCH_SIZE, script)))
+    finally:
+        for proc, _ in running.values():
+            stop(proc)
+        delete_topics(settings.kafka_bootstrap, list(topics.values()))
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def median(name: str, run: int, key: str) -> float:
+        return statistics.median(r[run][key] for r in runs[name])
+
+    lines = [
+        f"Run: {time.strftime('%Y-%m-%d %H:%M', started)}-{time.strftime('%H:%M UTC', time.gmtime())},"
+        f" {os.cpu_count()} CPUs shared with the Kafka (and Druid) JVMs; baseline: {args.compare.resolve().name};"
+        f" {args.rounds} rounds of wrk -t2 -c{args.connections} -d{args.duration}s per run, interleaved;"
+        f" collectors: {settings.collector_workers} workers (gthread: {GTHREAD_THREADS} threads each);"
+        f" this checkout's raw-topic batches: at most {settings.collector_batch_max_events} events,"
+        f" {settings.collector_batch_max_bytes} bytes, {settings.collector_batch_linger_ms} ms linger.",
+        "",
+        "| collector | (b) pixel requests/s | p99 ms | events/message | (c) batch events/s | p99 ms | events/message |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in runs:
+        lines.append(f"| {name} | {median(name, 0, 'rps'):,.0f} | {median(name, 0, 'p99'):.2f}"
+                     f" | {median(name, 0, 'events_per_message'):.1f} | {median(name, 1, 'rps') * BATCH_SIZE:,.0f}"
+                     f" | {median(name, 1, 'p99'):.2f} | {median(name, 1, 'events_per_message'):.1f} |")
+    lines += ["", "Medians over the rounds; every run's requests/s:", ""]
+    for name in runs:
+        pixel = ", ".join(f"{p['rps']:,.0f}" for p, _ in runs[name])
+        batch = ", ".join(f"{b['rps']:,.0f}" for _, b in runs[name])
+        lines.append(f"- {name}: pixel {pixel}; batch {batch}")
+    print("\n".join(lines))
+
+
 def report(results: dict, classes: list[str], args, profiles: dict[str, str]) -> None:
     a, b, c = results["a"], results[f"b/{classes[0]}"], results["c"]
     lines = [
         f"Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} CPUs shared with the Kafka"
         f" (and Druid) JVMs, wrk -t2 -c{args.connections} -d{args.duration}s on loopback;"
-        f" collector: {settings.collector_workers} workers (gthread: {GTHREAD_THREADS} threads each).",
+        f" collector: {settings.collector_workers} workers (gthread: {GTHREAD_THREADS} threads each),"
+        f" raw-topic batches of at most {settings.collector_batch_max_events} events,"
+        f" {settings.collector_batch_max_bytes} bytes, {settings.collector_batch_linger_ms} ms linger.",
         "",
-        "| run | requests/s | p50 ms | p99 ms | non-2xx | events/s |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| run | requests/s | p50 ms | p99 ms | non-2xx | events/s | events/message |",
+        "|---|---:|---:|---:|---:|---:|---:|",
         _row("(a) nginx static GIF (baseline)", a, 1),
     ]
     for wc in classes:
@@ -337,8 +440,9 @@ def report(results: dict, classes: list[str], args, profiles: dict[str, str]) ->
 
 
 def _row(name: str, r: dict, events: int) -> str:
+    per_message = f"{r['events_per_message']:.1f}" if "events_per_message" in r else "-"
     return (f"| {name} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['non2xx']} |"
-            f" {r['rps'] * events:,.0f} |")
+            f" {r['rps'] * events:,.0f} | {per_message} |")
 
 
 if __name__ == "__main__":
