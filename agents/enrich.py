@@ -41,6 +41,7 @@ import faust
 import orjson
 
 import schemas
+from app import faust_internals
 from app.metrics import Metrics
 from app.outbox import output_topic
 from steps import Context, Drop, Pipeline
@@ -296,14 +297,10 @@ class Enricher:
     # --- timers -------------------------------------------------------------------------
 
     def _raw_partitions(self) -> list[int]:
-        return sorted(tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == self.settings.topic_raw)
+        return faust_internals.assigned_partitions(self.app, self.settings.topic_raw)
 
     def _lag(self, partition: int) -> int | None:
-        tp = faust.types.TP(self.settings.topic_raw, partition)
-        try:
-            highwater = self.app.consumer.highwater(tp)
-        except Exception:  # not fetched yet
-            return None
+        highwater = faust_internals.highwater(self.app, self.settings.topic_raw, partition)
         if highwater is None:
             return None
         return max(0, highwater - (self.position.get(partition, -1) + 1))
@@ -353,8 +350,8 @@ class Enricher:
 
     async def _send_sweep(self, kind: bytes, partition: int, body: dict) -> None:
         # outside any message: a plain send (a lost sweep is retried, see _retry_lost_sweeps)
-        await self.app.producer.send(self.settings.topic_raw, None, orjson.dumps(body), partition, None,
-                                     [(CONTROL_HEADER, kind)])
+        await faust_internals.send(self.app, self.settings.topic_raw, None, orjson.dumps(body), partition,
+                                   [(CONTROL_HEADER, kind)])
         self.metrics.sweep_ticks.labels(kind.decode()).inc(len(body["keys"]))
 
     async def rebuild_indexes(self) -> None:

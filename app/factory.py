@@ -7,9 +7,9 @@ from pathlib import Path
 import faust
 
 from agents import enrich
-from app import localstate, logs
+from app import faust_internals, localstate, logs
 from app.metrics import Metrics
-from app.transport import App
+from app.faust_internals import App
 import tables
 
 
@@ -24,6 +24,7 @@ def base_app(settings, metrics: Metrics) -> faust.App:
     awaited (:func:`tables.declare_changelogs`), before the worker joins its group.
     """
     logs.configure(settings.pipeline_log_json)
+    faust_internals.check()  # an upgraded Faust without a hook we rely on stops here, not as duplicates later
     app = App(
         settings.pipeline_app_id,
         broker=brokers(settings.kafka_bootstrap),

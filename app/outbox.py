@@ -33,15 +33,9 @@ from typing import Callable
 
 import faust
 
+from app import faust_internals
+
 log = logging.getLogger(__name__)
-
-
-def source_transactional_id(app: faust.App, source_topic: str, partition: int) -> str | None:
-    """Faust's transactional id for ``partition`` of the consumed topic (None without transactions)."""
-    if not app.in_transaction:
-        return None
-    group = app.assignor.group_for_topic(source_topic)
-    return f"{app.conf.id}-{group}-{partition}"
 
 
 class OutputTopic(faust.Topic):
@@ -53,9 +47,9 @@ class OutputTopic(faust.Topic):
     async def publish_message(self, fut, wait: bool = False):
         message = fut.message
         topic = self.get_topic_name()
-        tid = source_transactional_id(self.app, self.source_topic, message.partition)
-        delivery = await self.app.producer.send(topic, message.key, message.value, message.partition, None,
-                                                message.headers, transactional_id=tid)
+        tid = faust_internals.source_transactional_id(self.app, self.source_topic, message.partition)
+        delivery = await faust_internals.send(self.app, topic, message.key, message.value, message.partition,
+                                              message.headers, transactional_id=tid)
         delivery.add_done_callback(lambda f: self._delivered(topic, f))
         if wait:
             await delivery

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from typing import Iterable
 
 import faust
-from faust.streams import current_event
+
+from app import faust_internals
 
 from clickpipe.topics import ensure_topics
 
@@ -37,7 +38,7 @@ class AttachedTable(faust.Table):
 
     Under exactly-once every write is therefore published in a transaction, so the changelog's
     last offset is always a transaction marker, which table recovery relies on
-    (:meth:`app.transport.App.marker_ended_topics`). A write outside stream iteration (from
+    (:meth:`app.faust_internals.App.marker_ended_topics`). A write outside stream iteration (from
     a timer, say) would be neither attached nor transactional: it raises instead.
     """
 
@@ -46,16 +47,13 @@ class AttachedTable(faust.Table):
     def send_changelog(self, partition, key, value, key_serializer=None, value_serializer=None):
         if not self.app.conf.stream_publish_on_commit:
             return super().send_changelog(partition, key, value, key_serializer, value_serializer)
-        event = current_event()
-        if event is None:
-            raise RuntimeError(f"table {self.name} written outside stream iteration; "
-                               "write tables only while handling a record")
-        return event._attach(
-            self.changelog_topic, key, value, partition=partition,
-            key_serializer=key_serializer or self.key_serializer,
-            value_serializer=value_serializer or self.value_serializer,
-            callback=self._on_changelog_sent,
-        )
+        try:
+            return faust_internals.attach(self.changelog_topic, key, value, partition,
+                                          key_serializer or self.key_serializer,
+                                          value_serializer or self.value_serializer,
+                                          callback=faust_internals.changelog_sent_callback(self))
+        except RuntimeError as exc:
+            raise RuntimeError(f"table {self.name} written outside stream iteration: {exc}") from None
 
 
 @dataclass(frozen=True)

@@ -125,7 +125,7 @@ def test_a_worker_with_empty_local_state_rebuilds_every_table_write_without_the_
 
     The changelogs are written in transactions, so each ends with a transaction marker; Faust
     would wait for a record at the marker's offset and give up after ~10 s ("Aborted tx until
-    highwater"). The worker reports those highwaters one lower (app.transport); a highwater
+    highwater"). The worker reports those highwaters one lower (app.faust_internals); a highwater
     one too low would lose the last write of a partition, which here holds the dedup memory
     and the open session of that partition's last click.
     """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.transport import App
+from app.faust_internals import App
 from tables import AttachedTable
 
 
