@@ -112,7 +112,6 @@ class Enricher:
         self.tables = tables
         self.metrics = metrics
         self.pipeline = pipeline
-        self.bots = dict(pipeline.steps).get("bots")
         on_error = lambda topic, exc: metrics.send_errors.labels(topic).inc()  # noqa: E731
         self.out = {name: output_topic(app, name, settings.topic_raw, settings.partitions, on_error)
                     for name in (settings.topic_enriched, settings.topic_sessions, settings.topic_dead_letters)}
@@ -177,7 +176,7 @@ class Enricher:
                 state = states.get(party_id)
                 if state is None:
                     state = states[party_id] = parties.get(party_id) or {}
-                ctx = Context(party=state, ips=ips, partition=msg.partition)
+                ctx = Context(party=state, ips=ips)
                 self._count += 1
                 timings = self._observe if self._count % TIMING_SAMPLE == 0 else None
                 record = self.pipeline.process(record, ctx, timings)
@@ -207,13 +206,11 @@ class Enricher:
                 self.metrics.bots.labels(record["bot_reason"]).inc()
 
         for party_id, state in states.items():
-            state["_p"] = msg.partition
             parties[party_id] = state
             self.parties_due.set(msg.partition, party_id, self.pipeline.due_at(state))
-        for ip, counter in ips.written():
-            self.tables.ips[ip] = counter
-            if self.bots is not None:
-                self.ips_due.set(msg.partition, ip, self.bots.ip_due_at(counter))
+        for ip, value in ips.written():
+            self.tables.ips[ip] = value
+            self.ips_due.set(msg.partition, ip, self.pipeline.ip_due_at(value))
         await self._send_rows(self.settings.topic_enriched, rows, msg.partition, self.enriched)
         self._out_enriched.inc(len(rows))
         await self._send_rows(self.settings.topic_sessions, sessions, msg.partition, self.session)
@@ -266,7 +263,7 @@ class Enricher:
             if state is None:
                 self.parties_due.set(msg.partition, key, None)
                 continue
-            ctx = Context(party=state, ips=self.tables.ips, partition=msg.partition)
+            ctx = Context(party=state, ips=self.tables.ips)
             empty = self.pipeline.sweep(ctx, now)
             sessions += [schemas.encode_rows(self.session, [s]) for s in ctx.sessions]
             for s in ctx.sessions:
@@ -285,14 +282,12 @@ class Enricher:
             # One IP has an entry in each partition its parties live in. Reading it first
             # points the store's key index at this partition, so the delete below removes
             # this partition's entry, the one its changelog tombstone is written for.
-            counter = self.tables.ips.get(key)
-            if counter is None or self.bots is None:
-                self.ips_due.set(partition, key, None)
-            elif self.bots.ip_due_at(counter) <= now:
+            value = self.tables.ips.get(key)
+            due = None if value is None else self.pipeline.ip_due_at(value)
+            if value is not None and due is not None and due <= now:
                 del self.tables.ips[key]
-                self.ips_due.set(partition, key, None)
-            else:
-                self.ips_due.set(partition, key, self.bots.ip_due_at(counter))
+                due = None
+            self.ips_due.set(partition, key, due)
 
     # --- timers -------------------------------------------------------------------------
 
@@ -362,18 +357,16 @@ class Enricher:
         """
         started = time.monotonic()
         assigned = self._raw_partitions()
-        scans = [(self.parties_due, self.tables.parties, lambda v: v.get("_p"), self.pipeline.due_at)]
-        if self.bots is not None:
-            scans.append((self.ips_due, self.tables.ips, lambda v: v[2], self.bots.ip_due_at))
         count = 0
-        for index, table, partition_of, due_at in scans:
+        for index, table, due_at in ((self.parties_due, self.tables.parties, self.pipeline.due_at),
+                                     (self.ips_due, self.tables.ips, self.pipeline.ip_due_at)):
             index.drop_partitions(assigned)
             index.begin_rebuild()
             try:
-                for i, (key, value) in enumerate(table.items()):
+                for i, (partition, key, value) in enumerate(faust_internals.partition_items(table)):
                     if i % YIELD_EVERY == YIELD_EVERY - 1:
                         await asyncio.sleep(0)
-                    index.scanned(partition_of(value), key, due_at(value))
+                    index.scanned(partition, key, due_at(value))
                     count += 1
             finally:
                 index.end_rebuild()

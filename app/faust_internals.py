@@ -12,8 +12,8 @@ What it provides:
 - :func:`source_transactional_id` and :func:`send` — send through the transactional
   producer of a *source* partition (Faust's transactional id format, the producer's
   positional ``send``).
-- :func:`assigned_partitions` and :func:`highwater` — what this worker holds, and the
-  latest offset it knows of a partition.
+- :func:`assigned_partitions`, :func:`highwater` and :func:`partition_items` — what this
+  worker holds, the latest offset it knows of a partition, and a table's entries by partition.
 - :class:`App` — the app class with the rebalance fixes (below).
 
 Faust 0.15.3 under ``processing_guarantee='exactly_once'`` breaks in three places when
@@ -48,12 +48,13 @@ rebalance, since a transactional changelog ends with a marker, not a record (see
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import faust
 from faust.app._attached import Attachments
 from faust.assignor.partition_assignor import PartitionAssignor
 from faust.events import Event
+from faust.stores import rocksdb
 from faust.streams import current_event
 from faust.tables.base import Collection
 from faust.transport.drivers import aiokafka as driver
@@ -85,6 +86,10 @@ HOOKS: list[tuple[Any, str, tuple[str, ...] | None]] = [
     (driver.Consumer, "wait_empty", ("self",)),
     (driver.Consumer, "highwater", ("self", "tp")),
     (driver.Transport, "Consumer", None),
+    (rocksdb.Store, "_dbs", None),
+    (rocksdb.Store, "_visible_items", ("self", "db")),
+    (rocksdb.Store, "_decode_key", ("self", "key")),
+    (rocksdb.Store, "_decode_value", ("self", "value")),
     (faust.App, "_new_transport", ("self",)),
     (faust.App, "_on_partitions_revoked", ("self", "revoked")),
     (faust.App, "crash", ("self", "reason")),
@@ -158,6 +163,20 @@ def highwater(app: faust.App, topic: str, partition: int) -> int | None:
         return app.consumer.highwater(faust.types.TP(topic, partition))
     except Exception:  # noqa: BLE001 - not fetched yet: Faust raises from deep inside aiokafka
         return None
+
+
+def partition_items(table: faust.Table) -> Iterator[tuple[int, Any, Any]]:
+    """(partition, key, value) of every entry a RocksDB-backed table holds for this worker's active partitions.
+
+    Each partition has its own database; reading them one by one is how to know an entry's
+    partition (one key may have an entry in several).
+    """
+    store = table.data
+    actives = set(assigned_partitions(table.app, table.changelog_topic_name))
+    for partition, db in list(store._dbs.items()):
+        if partition in actives:
+            for key, value in store._visible_items(db):
+                yield partition, store._decode_key(key), store._decode_value(value)
 
 
 # --- the app class with the rebalance fixes -------------------------------------------------

@@ -16,7 +16,7 @@ Rules, first match wins (the order of :data:`REASONS`):
   never seen with the tag.
 
 State: ``party["bots"]`` = ``{"w": window, "n": events in it, "js": tag seen, "px": pixel hits}``
-and ``ctx.ips[ip]`` = ``[window, events in it, ctx.partition]``.
+and ``ctx.ips[ip]`` = ``[window, events in it]``.
 """
 
 from __future__ import annotations
@@ -59,6 +59,10 @@ class UserAgentRules:
 
 
 class Bots:
+    reads = frozenset({"server_time", "ip", "no_js", "user_agent", "webdriver"})
+    reads_if_present: frozenset[str] = frozenset()
+    writes = frozenset({"is_bot", "bot_reason"})
+
     def __init__(self, ua_rules: UserAgentRules, geo: GeoLookup, datacenter_asns: frozenset[int], window_ms: int,
                  max_party_events: int, max_ip_events: int, pixel_only_events: int):
         self.ua_rules = ua_rules
@@ -80,7 +84,7 @@ class Bots:
         if ip:
             counter = ctx.ips.get(ip)
             ip_events = counter[1] + 1 if counter and counter[0] == window else 1
-            ctx.ips[ip] = [window, ip_events, ctx.partition]
+            ctx.ips[ip] = [window, ip_events]
         if record.get("no_js"):
             state["px"] += 1
         else:

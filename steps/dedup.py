@@ -15,6 +15,10 @@ KEY = "dedup"
 
 
 class Dedup:
+    reads = frozenset({"event_id", "server_time"})
+    reads_if_present: frozenset[str] = frozenset()
+    writes: frozenset[str] = frozenset()
+
     def __init__(self, memory_ms: int, max_ids: int):
         self.memory_ms = memory_ms
         self.max_ids = max_ids

@@ -161,6 +161,11 @@ def lookup_for(settings) -> GeoLookup:
 class Geo:
     """Step: sets geo_* fields, ``asn`` and ``as_org`` from ``record["ip"]``."""
 
+    reads = frozenset({"ip"})
+    reads_if_present: frozenset[str] = frozenset()
+    writes = frozenset({"geo_country", "geo_region", "geo_city", "geo_latitude", "geo_longitude", "geo_time_zone",
+                        "asn", "as_org"})
+
     def __init__(self, lookup: GeoLookup):
         self.lookup = lookup
 

@@ -63,6 +63,11 @@ def _bare(host: str | None) -> str | None:
 
 
 class Referrer:
+    reads = frozenset({"referrer"})
+    # the page's host tells internal referrers apart; a utm source makes it a campaign
+    reads_if_present = frozenset({"url_host", "utm_source"})
+    writes = frozenset({"referrer_class", "referrer_host", "referrer_source", "search_term"})
+
     def __init__(self, internal_hosts: tuple[str, ...] = (), cache_size: int = 20_000):
         self.internal_hosts = frozenset(internal_hosts)
         # referrers repeat (search engines, social sites, the site's own pages): classify each once

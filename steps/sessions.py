@@ -46,6 +46,12 @@ def _campaign(record: Record) -> list[str | None] | None:
 
 
 class Sessions:
+    reads = frozenset({"server_time", "party_id", "event_id", "event_type", "location", "referrer"})
+    # what the Session record carries from its first event, when the pipeline computes it
+    reads_if_present = frozenset({"referrer_class", "referrer_source", *_UTM, "geo_country", "geo_region",
+                                  "geo_city", "device_class", "ua_family", "os_family", "is_bot", "bot_reason"})
+    writes = frozenset({"session_id", "session_seq", "first_in_session"})
+
     def __init__(self, gap_ms: int, cap_ms: int, split_on_campaign: bool):
         self.gap_ms = gap_ms
         self.cap_ms = cap_ms

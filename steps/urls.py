@@ -68,6 +68,10 @@ def url_fields(location: str | None) -> tuple[tuple[str, str | None], ...]:
 class Urls:
     """Step: sets url_* and utm_* fields from ``record["location"]``."""
 
+    reads = frozenset({"location"})
+    reads_if_present: frozenset[str] = frozenset()
+    writes = frozenset(URL_FIELDS + UTM_FIELDS)
+
     def __call__(self, record: Record, ctx: Context) -> Record:
         record.update(url_fields(record.get("location")))
         return record

@@ -84,6 +84,10 @@ class UserAgentParser:
 class UserAgent:
     """Step: sets ua_family, ua_version, os_family, os_version, device_family, device_class."""
 
+    reads = frozenset({"user_agent"})
+    reads_if_present: frozenset[str] = frozenset()
+    writes = frozenset(UserAgentInfo._fields)
+
     def __init__(self, parser: UserAgentParser):
         self.parser = parser
 

@@ -1,14 +1,14 @@
 """The pipeline's tables: partition-local state in RocksDB, each backed by a changelog topic.
 
 - ``parties``: party id -> the party's state (a JSON dict; each step owns one key, see
-  :mod:`steps`): dedup memory, bot counters, the open session, and ``_p``, the partition it
-  lives in. Written once per click; deleted by the sweep when nothing is left to remember.
-- ``ips``: IP -> ``[rate window, events, partition]`` for the per-IP bot rate; entries of
-  past windows are deleted by the sweep. The raw topic is keyed by party, so one IP has a
-  separate entry in every partition where its parties live (counts are per partition).
+  :mod:`steps`): dedup memory, bot counters, the open session. Written once per raw message
+  that has events of the party; deleted by the sweep when nothing is left to remember.
+- ``ips``: IP -> the state a step keeps per IP (the bot rate's ``[window, events]``); deleted
+  by the sweep once useless. The raw topic is keyed by party, so one IP has a separate entry
+  in every partition where its parties live (counts are per partition).
 
 Both are written only from the enrich agent (concurrency 1) inside stream iteration, so
-every write goes to the changelog partition of the record being processed. Changelog writes
+every write goes to the changelog partition of the message being processed. Changelog writes
 are attached to that record's offset (:class:`AttachedTable`) and published by the commit
 that covers it, in the same transaction as the outputs and the consumer offset.
 """
@@ -21,7 +21,6 @@ from typing import Iterable
 import faust
 
 from app import faust_internals
-
 from clickpipe.topics import ensure_topics
 
 MIB = 1024 * 1024

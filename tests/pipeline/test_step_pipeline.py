@@ -3,7 +3,7 @@
 import pytest
 
 import schemas
-from steps import Context, Drop, Pipeline
+from steps import Context, Drop, Pipeline, PipelineError, check_order
 from steps.decode import decode
 
 RAW = schemas.current("RawClick")
@@ -56,3 +56,34 @@ def test_timings_callback_sees_every_step(make_settings, decoded):
     seen = []
     p.process(decoded(), Context(), timings=lambda name, s: seen.append(name))
     assert seen == list(p.names)
+
+
+def test_an_order_where_a_step_reads_what_a_later_step_writes_is_refused(make_settings):
+    with pytest.raises(PipelineError, match="'referrer' reads 'url_host', which step 'urls' writes after it"):
+        Pipeline(make_settings(PIPELINE_STEPS="referrer,urls"))
+    with pytest.raises(PipelineError, match="'sessions' reads .*which step 'geo' writes after it"):
+        Pipeline(make_settings(PIPELINE_STEPS="sessions,geo"))
+
+
+def test_optional_reads_may_be_missing_but_required_ones_may_not(make_settings):
+    assert Pipeline(make_settings(PIPELINE_STEPS="referrer,sessions")).names == ("referrer", "sessions")
+    with pytest.raises(PipelineError, match="'late' reads 'page_type', which neither decode nor any"):
+        check_order([("late", _Declared(reads={"page_type"}))])
+    with pytest.raises(PipelineError, match="'bare' does not declare reads"):
+        check_order([("bare", lambda record, ctx: record)])
+
+
+class _Declared:
+    def __init__(self, reads=(), writes=()):
+        self.reads, self.reads_if_present, self.writes = frozenset(reads), frozenset(), frozenset(writes)
+
+    def __call__(self, record, ctx):
+        return record
+
+
+def test_ip_state_is_due_when_every_step_keeping_it_is_done_with_it(make_settings, decoded):
+    p = Pipeline(make_settings())
+    ctx = Context()
+    p.process(decoded(server_time=100_000), ctx)
+    [value] = ctx.ips.values()
+    assert 100_000 < p.ip_due_at(value) <= 110_000
