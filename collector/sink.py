@@ -176,7 +176,7 @@ class Sink:
                       self.topic, self._ready[1])
         self._stop = threading.Event()
         threading.Thread(target=self._poll, name="kafka-poll", daemon=True).start()
-        threading.Thread(target=self._flush_due, name="batch-flush", daemon=True).start()
+        threading.Thread(target=self._flusher, name="batch-flush", daemon=True).start()
 
     def send(self, records: list[dict]) -> int:
         """Accept ``records`` (the first ones, as far as there is room); returns how many.
@@ -276,18 +276,22 @@ class Sink:
             self._producer.poll(0.1)
             metrics.QUEUE_DEPTH.set(self._waiting)
 
-    def _flush_due(self) -> None:
+    def _flusher(self) -> None:
         """The flusher thread: produces batches whose linger is over; refreshes the partition count."""
-        refresh_at = time.monotonic() + (REFRESH_SECONDS if self._partitions else REFRESH_UNKNOWN_SECONDS)
+        refresh_at = self._next_refresh()
         while not self._stop.is_set():
             if time.monotonic() >= refresh_at:
                 self._refresh()  # outside the lock: it waits for the network
-                refresh_at = time.monotonic() + (REFRESH_SECONDS if self._partitions else REFRESH_UNKNOWN_SECONDS)
+                refresh_at = self._next_refresh()
             with self._lock:
                 if self._stop.is_set():
                     return
                 wake = self._produce_due(time.monotonic(), list(self._batches))
                 self._lock.wait(min(wake, refresh_at) - time.monotonic())
+
+    def _next_refresh(self) -> float:
+        # While the count is unknown, ask every second: events are refused until it is known.
+        return time.monotonic() + (REFRESH_SECONDS if self._partitions else REFRESH_UNKNOWN_SECONDS)
 
     def _refresh(self) -> None:
         """Ask Kafka for the raw topic's metadata: the partition count and the readiness follow.
