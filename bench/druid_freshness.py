@@ -66,7 +66,7 @@ def _start_collector(run: Run) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "CLICKPIPE_COLLECTOR_PORT": str(port), "CLICKPIPE_KAFKA_BOOTSTRAP": run.bootstrap,
            "CLICKPIPE_TOPIC_RAW": run.topics["raw"]}
     log = open(run.workdir / "collector.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "clickpipe.cli", "collector"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "commands.cli", "collector"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -53,7 +53,7 @@ def main() -> int:
 
         def cli(*a: str) -> float:
             t0 = time.monotonic()
-            subprocess.run([sys.executable, "-m", "clickpipe.cli", "stack", *a], env=env, check=True,
+            subprocess.run([sys.executable, "-m", "commands.cli", "stack", *a], env=env, check=True,
                            stdout=subprocess.DEVNULL)
             return time.monotonic() - t0
 
@@ -72,7 +72,7 @@ def main() -> int:
             cli("reset")
             results["warm up (cached jars, empty state)"] = cli("up")
         finally:
-            subprocess.run([sys.executable, "-m", "clickpipe.cli", "stack", "down"], env=env,
+            subprocess.run([sys.executable, "-m", "commands.cli", "stack", "down"], env=env,
                            stdout=subprocess.DEVNULL)
         for k, v in results.items():
             print(f"{k:45s} {v:8.1f}")

@@ -26,7 +26,7 @@ def stack_env(state_dir: Path, cache_dir: Path) -> dict[str, str]:
 
 def stack_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """``clickpipe stack <args>`` in ``env``."""
-    return subprocess.run([sys.executable, "-m", "clickpipe.cli", "stack", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "commands.cli", "stack", *args], env=env,
                           capture_output=True, text=True, timeout=600)
 
 

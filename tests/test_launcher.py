@@ -58,7 +58,7 @@ def test_up_runs_everything_and_ctrl_c_stops_only_what_it_started(stack, tmp_pat
     settings = load(env)
     out = tmp_path / "up.log"
     with open(out, "w") as log:
-        up = subprocess.Popen([sys.executable, "-m", "clickpipe.cli", "up", "--rate", "30"], env=env,
+        up = subprocess.Popen([sys.executable, "-m", "commands.cli", "up", "--rate", "30"], env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for_line(out, "clickpipe is running", up, timeout=400)

@@ -53,7 +53,7 @@ def dashboard(stack):
         port = 18095
         proc_env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")}, **env,
                     "CLICKPIPE_DASHBOARD_PORT": str(port), "CLICKPIPE_DASHBOARD_REFRESH_SECONDS": "2"}
-        server = subprocess.Popen([sys.executable, "-m", "clickpipe.cli", "dashboard"], env=proc_env,
+        server = subprocess.Popen([sys.executable, "-m", "commands.cli", "dashboard"], env=proc_env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 30

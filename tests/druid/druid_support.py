@@ -12,7 +12,7 @@ from typing import Any, Mapping
 def run_cli(env: Mapping[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """``clickpipe *args`` in a child process whose configuration is ``env`` (CLICKPIPE_* only)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")}
-    return subprocess.run([sys.executable, "-m", "clickpipe.cli", *args], env={**clean, **env},
+    return subprocess.run([sys.executable, "-m", "commands.cli", *args], env={**clean, **env},
                           capture_output=True, text=True, timeout=timeout)
 
 

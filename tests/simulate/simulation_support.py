@@ -31,7 +31,7 @@ class Deployment:
 
     def clickpipe(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
         """Run the ``clickpipe`` command with this deployment's settings."""
-        return subprocess.run([sys.executable, "-m", "clickpipe.cli", *args], cwd=REPO, env={**os.environ, **self.env},
+        return subprocess.run([sys.executable, "-m", "commands.cli", *args], cwd=REPO, env={**os.environ, **self.env},
                               capture_output=True, text=True, timeout=timeout)
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from clickpipe import cli
+from commands import cli
 from clickpipe.config import load
 from collector.mapping import Context as CollectorContext, pixel_event, to_record
 from simulate.evaluate import GOALS, score

@@ -114,7 +114,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _up(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
-    from clickpipe.launcher import Launcher
+    from commands.launcher import Launcher
     from stack.manager import StackError
 
     launcher = Launcher(settings, workers=args.workers, simulate=not args.no_simulate, rate=args.rate)
@@ -130,7 +130,7 @@ def _up(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
-    from clickpipe.launcher import Launcher
+    from commands.launcher import Launcher
 
     if not Launcher(settings, simulate=False).down():
         print("[down] nothing that `clickpipe up` started is running")

@@ -54,7 +54,7 @@ class Launcher:
 
     def _components(self, workers: int, simulate: bool, rate: float) -> list[Component]:
         s = self.settings
-        cli = [sys.executable, "-m", "clickpipe.cli"]
+        cli = [sys.executable, "-m", "commands.cli"]
         collector_url = s.collector_url
         # The demo traffic comes from 127.0.0.1 and names its simulated client in
         # X-Forwarded-For, as a proxy would: only then trust one hop.
