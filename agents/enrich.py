@@ -155,7 +155,7 @@ def register(app: faust.App, settings, tables: Tables, metrics: Metrics) -> Enri
         async for event in stream.events():
             await enricher.after(event, await enricher.handle(event))
 
-    @app.timer(interval=float(settings.session_sweep_interval), name="sweep")
+    @app.timer(interval=float(settings.session_sweep_seconds), name="sweep")
     async def sweep():
         await sweeper.schedule()
 

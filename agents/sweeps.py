@@ -107,7 +107,7 @@ class Sweeper:
             log.info("sweep scheduled", extra={"messages": sent, "seconds": round(time.monotonic() - started, 3)})
 
     def _retry_lost(self, now: float) -> None:
-        horizon = now - 2 * self.settings.session_sweep_interval
+        horizon = now - 2 * self.settings.session_sweep_seconds
         for sweep_id, (sent_at, kind, partition, keys) in list(self.in_flight.items()):
             if sent_at < horizon:
                 del self.in_flight[sweep_id]

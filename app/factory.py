@@ -36,7 +36,7 @@ def base_app(settings, metrics: Metrics) -> faust.App:
         topic_replication_factor=1,
         web_port=settings.pipeline_web_port,
         stream_buffer_maxsize=settings.pipeline_stream_buffer,
-        broker_commit_interval=settings.pipeline_commit_interval / 1000,
+        broker_commit_interval=settings.pipeline_commit_interval_ms / 1000,
         broker_commit_every=10_000,
         producer_linger=0.005,
         producer_max_batch_size=256 * 1024,

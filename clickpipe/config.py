@@ -1,181 +1,355 @@
 """All configuration, read once from environment variables.
 
-Every setting has a documented default that works on one machine with the local stack
-(`clickpipe stack up`). Import :data:`settings` and read attributes; never read
-``os.environ`` elsewhere. Tests that need other values build their own ``Settings`` with
-:func:`load` and an explicit mapping.
+Each setting is declared once, as a field of :class:`Settings`: the attribute (named with its
+unit, e.g. ``session_gap_seconds``), the variable, the default, the unit, the bounds and a help
+text. :func:`load` and the reference docs/settings.md (printed by ``python -m clickpipe.config``)
+are derived from these declarations. Every default works on one machine with the local stack
+(`clickpipe stack up`). Import :data:`settings` and read attributes; never read ``os.environ``
+elsewhere. Tests that need other values build their own ``Settings`` with :func:`load` and an
+explicit mapping.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
-
-PREFIX = "CLICKPIPE_"
+from string import Template
+from typing import Any, Callable, Mapping
 
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the variable."""
 
 
-class _Reader:
-    def __init__(self, env: Mapping[str, str]):
-        self.env = env
+@dataclass(frozen=True)
+class Setting:
+    """The declaration of one setting.
 
-    def str(self, name: str, default: str) -> str:
-        return self.env.get(PREFIX + name, default)
+    ``default`` is written as the variable's value would be; ``$CLICKPIPE_X`` in it stands for
+    the value of setting ``CLICKPIPE_X``, declared earlier. ``unit`` is what the value counts or
+    measures ("" when the name says it all). ``parse`` turns the variable's text into the value,
+    raising ``ValueError`` with the end of a sentence ("is not an integer"); without one the
+    attribute's type decides. ``section`` opens a new section of the reference at this setting.
+    """
 
-    def int(self, name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
-        raw = self.env.get(PREFIX + name)
-        if raw is None:
-            return default
+    variable: str
+    default: str
+    help: str
+    unit: str = ""
+    minimum: int | None = None
+    maximum: int | None = None
+    parse: Callable[[str], Any] | None = None
+    section: str = ""
+    name: str = ""  # the attribute of Settings, taken from the field that declares the setting
+
+    def read(self, raw: str) -> Any:
+        """The value of ``raw``; :class:`ConfigError` naming the variable if it cannot be used."""
         try:
-            value = int(raw)
-        except ValueError:
-            raise ConfigError(f"{PREFIX}{name}={raw!r} is not an integer") from None
-        if minimum is not None and value < minimum:
-            raise ConfigError(f"{PREFIX}{name}={value} must be >= {minimum}")
-        if maximum is not None and value > maximum:
-            raise ConfigError(f"{PREFIX}{name}={value} must be <= {maximum}")
+            value = self.parse(raw)
+        except ValueError as e:
+            raise ConfigError(f"{self.variable}={raw!r} {e}") from None
+        if self.minimum is not None and value < self.minimum:
+            raise ConfigError(f"{self.variable}={value} must be >= {self.minimum}")
+        if self.maximum is not None and value > self.maximum:
+            raise ConfigError(f"{self.variable}={value} must be <= {self.maximum}")
         return value
 
-    def bool(self, name: str, default: bool) -> bool:
-        raw = self.env.get(PREFIX + name)
-        if raw is None:
-            return default
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a boolean (use true/false)")
 
-    def path(self, name: str, default: Path) -> Path:
-        return Path(self.env.get(PREFIX + name, str(default))).expanduser()
+def _setting(variable: str, default: str, help: str, **options: Any) -> Any:
+    return field(metadata={"setting": Setting(variable, default, help, **options)})
+
+
+def _integer(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError("is not an integer") from None
+
+
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
+def _boolean(raw: str) -> bool:
+    try:
+        return _BOOLEANS[raw.lower()]
+    except KeyError:
+        raise ValueError("is not a boolean (use true/false)") from None
+
+
+def _path(raw: str) -> Path:
+    return Path(raw).expanduser()
+
+
+def _items(raw: str) -> list[str]:
+    """The non-empty items of a comma-separated list, stripped."""
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def _asns(raw: str) -> frozenset[int]:
+    try:
+        return frozenset(int(a.upper().removeprefix("AS")) for a in _items(raw))
+    except ValueError:
+        raise ValueError("is not a comma-separated list of AS numbers") from None
+
+
+_PARSERS: dict[Any, Callable[[str], Any]] = {str: str, int: _integer, bool: _boolean, Path: _path}
+
+# Amazon, Google, Google Cloud, Microsoft, DigitalOcean, OVH, Hetzner, Linode, Vultr,
+# Alibaba, Tencent, Oracle: the usual sources of scripted traffic that claims to be a browser.
+_DATACENTER_ASNS = "16509,14618,15169,396982,8075,14061,16276,24940,63949,20473,45102,132203,31898"
 
 
 @dataclass(frozen=True)
 class Settings:
-    """The whole configuration. Field comments give the variable (prefixed CLICKPIPE_)."""
+    """The whole configuration; each field declares its setting (see :class:`Setting`)."""
 
-    # --- where things live -------------------------------------------------------------
-    cache_dir: Path  # CACHE_DIR: downloaded jars, reused across runs and clones (~/.cache/clickpipe)
-    state_dir: Path  # STATE_DIR: service data, logs, pids (~/.local/state/clickpipe)
+    cache_dir: Path = _setting(
+        "CLICKPIPE_CACHE_DIR", "~/.cache/clickpipe",
+        "downloaded jars and GeoIP databases, reused across runs and clones", section="Where things live")
+    state_dir: Path = _setting(
+        "CLICKPIPE_STATE_DIR", "~/.local/state/clickpipe", "data, logs and pid files of the local services")
 
-    # --- Kafka ---------------------------------------------------------------------------
-    kafka_host: str  # KAFKA_HOST: address the local broker binds and advertises (127.0.0.1)
-    kafka_port: int  # KAFKA_PORT: client listener (9092)
-    kafka_controller_port: int  # KAFKA_CONTROLLER_PORT: KRaft controller listener (9093)
-    kafka_bootstrap: str  # KAFKA_BOOTSTRAP: bootstrap servers for clients (KAFKA_HOST:KAFKA_PORT)
-    kafka_heap: str  # KAFKA_HEAP: broker JVM heap (512m)
+    kafka_host: str = _setting(
+        "CLICKPIPE_KAFKA_HOST", "127.0.0.1", "address the local broker binds and advertises", section="Kafka")
+    kafka_port: int = _setting("CLICKPIPE_KAFKA_PORT", "9092", "client listener of the local broker", minimum=1)
+    kafka_controller_port: int = _setting(
+        "CLICKPIPE_KAFKA_CONTROLLER_PORT", "9093", "KRaft controller listener of the local broker", minimum=1)
+    kafka_bootstrap: str = _setting(
+        "CLICKPIPE_KAFKA_BOOTSTRAP", "$CLICKPIPE_KAFKA_HOST:$CLICKPIPE_KAFKA_PORT",
+        "bootstrap servers of every client, comma-separated host:port")
+    kafka_heap: str = _setting("CLICKPIPE_KAFKA_HEAP", "512m", "JVM heap of the local broker, as -Xmx takes it")
 
-    # --- topics --------------------------------------------------------------------------
-    topic_raw: str  # TOPIC_RAW (clicks.raw)
-    topic_enriched: str  # TOPIC_ENRICHED (clicks.enriched)
-    topic_sessions: str  # TOPIC_SESSIONS (clicks.sessions)
-    topic_dead_letters: str  # TOPIC_DEAD_LETTERS (clicks.dead-letters)
-    partitions: int  # PARTITIONS: partitions of every pipeline topic (4)
+    topic_raw: str = _setting(
+        "CLICKPIPE_TOPIC_RAW", "clicks.raw", "raw events from the collector (RawBatch)", section="Topics")
+    topic_enriched: str = _setting(
+        "CLICKPIPE_TOPIC_ENRICHED", "clicks.enriched", "enriched clicks (EnrichedClick), read by Druid")
+    topic_sessions: str = _setting(
+        "CLICKPIPE_TOPIC_SESSIONS", "clicks.sessions", "closed sessions (Session), read by Druid")
+    topic_dead_letters: str = _setting(
+        "CLICKPIPE_TOPIC_DEAD_LETTERS", "clicks.dead-letters",
+        "records the pipeline does not use, with the reason and the original bytes and headers")
+    partitions: int = _setting(
+        "CLICKPIPE_PARTITIONS", "4",
+        "partitions of every pipeline topic; bounds the number of workers that share the work", minimum=1)
 
-    # --- Druid ---------------------------------------------------------------------------
-    druid_host: str  # DRUID_HOST: address every Druid service binds (127.0.0.1)
-    zookeeper_port: int  # ZOOKEEPER_PORT (2181)
-    druid_coordinator_port: int  # DRUID_COORDINATOR_PORT: coordinator + overlord (8081)
-    druid_broker_port: int  # DRUID_BROKER_PORT (8082)
-    druid_historical_port: int  # DRUID_HISTORICAL_PORT (8083)
-    druid_indexer_port: int  # DRUID_INDEXER_PORT (8091)
-    druid_router_port: int  # DRUID_ROUTER_PORT (8888)
-    derby_port: int  # DERBY_PORT: Druid's metadata store, run by the coordinator (1527)
-    druid_task_slots: int  # DRUID_TASK_SLOTS: concurrent ingestion tasks on the indexer (6)
-    druid_router_url: str  # DRUID_ROUTER_URL: entry point for APIs (http://DRUID_HOST:DRUID_ROUTER_PORT)
-    druid_broker_url: str  # DRUID_BROKER_URL: SQL and native queries (http://DRUID_HOST:DRUID_BROKER_PORT)
+    druid_host: str = _setting(
+        "CLICKPIPE_DRUID_HOST", "127.0.0.1", "address every local Druid service binds", section="Druid")
+    zookeeper_port: int = _setting(
+        "CLICKPIPE_ZOOKEEPER_PORT", "2181", "ZooKeeper, Druid's service discovery", minimum=1)
+    druid_coordinator_port: int = _setting(
+        "CLICKPIPE_DRUID_COORDINATOR_PORT", "8081", "coordinator + overlord", minimum=1)
+    druid_broker_port: int = _setting(
+        "CLICKPIPE_DRUID_BROKER_PORT", "8082", "broker: SQL and native queries", minimum=1)
+    druid_historical_port: int = _setting(
+        "CLICKPIPE_DRUID_HISTORICAL_PORT", "8083", "historical: serves published segments", minimum=1)
+    druid_indexer_port: int = _setting(
+        "CLICKPIPE_DRUID_INDEXER_PORT", "8091", "indexer: runs the Kafka ingestion tasks", minimum=1)
+    druid_router_port: int = _setting(
+        "CLICKPIPE_DRUID_ROUTER_PORT", "8888", "router: single entry point for Druid's APIs", minimum=1)
+    derby_port: int = _setting(
+        "CLICKPIPE_DERBY_PORT", "1527", "Derby, Druid's metadata store, run by the coordinator", minimum=1)
+    druid_task_slots: int = _setting(
+        "CLICKPIPE_DRUID_TASK_SLOTS", "6", "concurrent ingestion tasks on the local indexer", unit="tasks", minimum=1)
+    druid_router_url: str = _setting(
+        "CLICKPIPE_DRUID_ROUTER_URL", "http://$CLICKPIPE_DRUID_HOST:$CLICKPIPE_DRUID_ROUTER_PORT",
+        "entry point for Druid's APIs (supervisors, tasks)")
+    druid_broker_url: str = _setting(
+        "CLICKPIPE_DRUID_BROKER_URL", "http://$CLICKPIPE_DRUID_HOST:$CLICKPIPE_DRUID_BROKER_PORT",
+        "SQL and native queries (reports, dashboard)")
 
-    # --- Druid datasources and supervisors (druid/) --------------------------------------
-    druid_clicks_datasource: str  # DRUID_CLICKS_DATASOURCE: datasource and supervisor id of enriched clicks (clicks)
-    druid_sessions_datasource: str  # DRUID_SESSIONS_DATASOURCE: datasource and supervisor id of sessions (sessions)
-    druid_task_count: int  # DRUID_TASK_COUNT: reading tasks per supervisor, at most the topic's partitions (1)
-    druid_replicas: int  # DRUID_REPLICAS: copies of each reading task (1)
-    druid_task_duration: str  # DRUID_TASK_DURATION: ISO period a task reads before it publishes (PT10M; see docs/druid.md)
-    druid_start_delay: str  # DRUID_START_DELAY: ISO period before a new supervisor starts managing tasks (PT5S)
-    druid_supervisor_period: str  # DRUID_SUPERVISOR_PERIOD: ISO period of the supervisor's management loop (PT30S)
-    druid_query_timeout: int  # DRUID_QUERY_TIMEOUT: seconds an API call or report query may take (60)
+    druid_clicks_datasource: str = _setting(
+        "CLICKPIPE_DRUID_CLICKS_DATASOURCE", "clicks", "datasource and supervisor id of the enriched clicks",
+        section="Druid datasources and supervisors")
+    druid_sessions_datasource: str = _setting(
+        "CLICKPIPE_DRUID_SESSIONS_DATASOURCE", "sessions", "datasource and supervisor id of the sessions")
+    druid_task_count: int = _setting(
+        "CLICKPIPE_DRUID_TASK_COUNT", "1", "reading tasks per supervisor, at most the topic's partitions",
+        unit="tasks", minimum=1)
+    druid_replicas: int = _setting(
+        "CLICKPIPE_DRUID_REPLICAS", "1", "copies of each reading task", unit="tasks", minimum=1)
+    druid_task_duration: str = _setting(
+        "CLICKPIPE_DRUID_TASK_DURATION", "PT10M", "how long a task reads before it publishes its segments",
+        unit="ISO 8601 period")
+    druid_start_delay: str = _setting(
+        "CLICKPIPE_DRUID_START_DELAY", "PT5S", "wait before a new supervisor starts managing tasks",
+        unit="ISO 8601 period")
+    druid_supervisor_period: str = _setting(
+        "CLICKPIPE_DRUID_SUPERVISOR_PERIOD", "PT30S", "period of a supervisor's management loop",
+        unit="ISO 8601 period")
+    druid_query_timeout_seconds: int = _setting(
+        "CLICKPIPE_DRUID_QUERY_TIMEOUT", "60", "longest an API call or report query may take",
+        unit="seconds", minimum=1)
 
-    # --- stack manager -------------------------------------------------------------------
-    stack_timeout: int  # STACK_TIMEOUT: seconds `stack up` waits for readiness (300)
-    maven: str  # MAVEN: the Maven command used to resolve jars (mvn)
+    stack_timeout_seconds: int = _setting(
+        "CLICKPIPE_STACK_TIMEOUT", "300", "longest `clickpipe stack up` waits for every service to be ready",
+        unit="seconds", minimum=1, section="Stack manager")
+    maven: str = _setting("CLICKPIPE_MAVEN", "mvn", "the Maven command that resolves the stack's jars")
 
-    # --- collector -----------------------------------------------------------------------
-    collector_host: str  # COLLECTOR_HOST: bind address (127.0.0.1; put a proxy in front for the world)
-    collector_port: int  # COLLECTOR_PORT (8090)
-    collector_workers: int  # COLLECTOR_WORKERS: gunicorn worker processes (2)
-    collector_threads: int  # COLLECTOR_THREADS: threads per worker (gthread worker class) (4)
-    collector_public_url: str  # COLLECTOR_PUBLIC_URL: base URL the tag posts to ("": the origin the tag was loaded from)
-    collector_max_body: int  # COLLECTOR_MAX_BODY: largest accepted request body in bytes (262144)
-    collector_max_events: int  # COLLECTOR_MAX_EVENTS: most events in one POST /events batch (100)
-    collector_max_params: int  # COLLECTOR_MAX_PARAMS: most custom params per event (50)
-    collector_party_cookie: str  # COLLECTOR_PARTY_COOKIE: server-set, HttpOnly party cookie (_cpp)
-    collector_party_days: int  # COLLECTOR_PARTY_DAYS: party cookie lifetime in days (365)
-    collector_session_cookie: str  # COLLECTOR_SESSION_COOKIE: tag-written session cookie (_cps)
-    collector_optout_cookie: str  # COLLECTOR_OPTOUT_COOKIE: set by the tag's optOut(); the collector drops events carrying it (_cpo)
-    collector_consent_cookie: str  # COLLECTOR_CONSENT_COOKIE: the tag's consent("granted"|"denied") state, sent with each event (_cpc)
-    collector_cookie_domain: str  # COLLECTOR_COOKIE_DOMAIN: e.g. example.com to share across subdomains ("": host only)
-    collector_session_timeout: int  # COLLECTOR_SESSION_TIMEOUT: seconds of inactivity that end a session (1800)
-    collector_trusted_hops: int  # COLLECTOR_TRUSTED_HOPS: reverse proxies in front that append X-Forwarded-For (0)
-    collector_anonymize_ip: bool  # COLLECTOR_ANONYMIZE_IP: zero the host part (IPv4 /24, IPv6 /48) before producing (false)
-    collector_cors_origins: tuple[str, ...]  # COLLECTOR_CORS_ORIGINS: comma-separated allowed origins ("": same-origin only)
-    collector_honor_dnt: bool  # COLLECTOR_HONOR_DNT: drop events from browsers sending Do Not Track (false)
-    collector_honor_gpc: bool  # COLLECTOR_HONOR_GPC: drop events from browsers sending Global Privacy Control (true)
-    collector_queue_max: int  # COLLECTOR_QUEUE_MAX: events waiting for Kafka, in batches or messages; full -> 503 (100000)
-    # The raw topic carries many events per message (a RawBatch, see collector/sink.py). A batch is
-    # produced when it holds COLLECTOR_BATCH_MAX_EVENTS events, when the next event would take its
-    # events past COLLECTOR_BATCH_MAX_BYTES, or COLLECTOR_BATCH_LINGER_MS after its first event.
-    # Defaults chosen by bench/collector_bench.py (docs/benchmarks.md, "Collector").
-    collector_batch_max_events: int  # COLLECTOR_BATCH_MAX_EVENTS: most events in one raw-topic message, 1-10000 (500)
-    # COLLECTOR_BATCH_MAX_BYTES: most bytes of encoded events in one raw-topic message, 1024-900000 (an event
-    # larger than this travels alone); the cap keeps a message under Kafka's default 1 MB limit (262144)
-    collector_batch_max_bytes: int
-    collector_batch_linger_ms: int  # COLLECTOR_BATCH_LINGER_MS: ms an event waits at most for others to join; 0: none (20)
-    # COLLECTOR_ACK_WAIT_MS: 0 answers 2xx once events are queued in the collector, in a batch or the
-    # producer's queue (a collector killed -9 loses what is still queued); N > 0 answers 2xx only once
-    # Kafka acknowledged every message holding an event of the request, 503 + Retry-After if that
-    # takes over N ms (a retry may then repeat events, which the pipeline deduplicates) (0)
-    collector_ack_wait_ms: int
-    collector_dedup_slots: int  # COLLECTOR_DEDUP_SLOTS: per-worker duplicate memory, (party, event id) slots (1048576)
+    collector_host: str = _setting(
+        "CLICKPIPE_COLLECTOR_HOST", "127.0.0.1", "bind address (put a proxy in front for the world)",
+        section="Collector")
+    collector_port: int = _setting("CLICKPIPE_COLLECTOR_PORT", "8090", "bind port", minimum=1)
+    collector_workers: int = _setting(
+        "CLICKPIPE_COLLECTOR_WORKERS", "2", "gunicorn worker processes", unit="processes", minimum=1)
+    collector_threads: int = _setting(
+        "CLICKPIPE_COLLECTOR_THREADS", "4", "request threads per worker (gthread worker class)",
+        unit="threads", minimum=1)
+    collector_public_url: str = _setting(
+        "CLICKPIPE_COLLECTOR_PUBLIC_URL", "",
+        "base URL the tag sends to (empty: the origin the tag was loaded from); a trailing / is removed",
+        parse=lambda raw: raw.rstrip("/"))
+    collector_max_body_bytes: int = _setting(
+        "CLICKPIPE_COLLECTOR_MAX_BODY", "262144", "largest `POST /events` body, also enforced for chunked bodies",
+        unit="bytes", minimum=1024)
+    collector_max_events: int = _setting(
+        "CLICKPIPE_COLLECTOR_MAX_EVENTS", "100", "most events in one `POST /events`", unit="events", minimum=1)
+    collector_max_params: int = _setting(
+        "CLICKPIPE_COLLECTOR_MAX_PARAMS", "50", "most custom params per event", unit="params", minimum=0)
+    collector_party_cookie: str = _setting(
+        "CLICKPIPE_COLLECTOR_PARTY_COOKIE", "_cpp", "name of the server-set, HttpOnly party cookie")
+    collector_party_days: int = _setting(
+        "CLICKPIPE_COLLECTOR_PARTY_DAYS", "365", "party cookie lifetime, renewed on every use",
+        unit="days", minimum=1)
+    collector_session_cookie: str = _setting(
+        "CLICKPIPE_COLLECTOR_SESSION_COOKIE", "_cps", "name of the tag-written session cookie")
+    collector_optout_cookie: str = _setting(
+        "CLICKPIPE_COLLECTOR_OPTOUT_COOKIE", "_cpo",
+        "name of the cookie set by the tag's `optOut()`; the collector drops events carrying it")
+    collector_consent_cookie: str = _setting(
+        "CLICKPIPE_COLLECTOR_CONSENT_COOKIE", "_cpc",
+        "name of the cookie holding the tag's `consent()` state, sent with each event")
+    collector_cookie_domain: str = _setting(
+        "CLICKPIPE_COLLECTOR_COOKIE_DOMAIN", "",
+        "cookie domain, e.g. example.com to share across subdomains (empty: host only); a leading . is removed",
+        parse=lambda raw: raw.lstrip("."))
+    collector_session_timeout_seconds: int = _setting(
+        "CLICKPIPE_COLLECTOR_SESSION_TIMEOUT", "1800", "inactivity that ends a tag session", unit="seconds", minimum=1)
+    collector_trusted_hops: int = _setting(
+        "CLICKPIPE_COLLECTOR_TRUSTED_HOPS", "0", "reverse proxies in front that append X-Forwarded-For",
+        unit="proxies", minimum=0)
+    collector_anonymize_ip: bool = _setting(
+        "CLICKPIPE_COLLECTOR_ANONYMIZE_IP", "false",
+        "zero the host part of the IP (IPv4 /24, IPv6 /48) before producing")
+    collector_cors_origins: tuple[str, ...] = _setting(
+        "CLICKPIPE_COLLECTOR_CORS_ORIGINS", "",
+        "comma-separated allowed origins (empty: same-origin only); a trailing / is removed",
+        parse=lambda raw: tuple(origin.rstrip("/") for origin in _items(raw)))
+    collector_honor_dnt: bool = _setting(
+        "CLICKPIPE_COLLECTOR_HONOR_DNT", "false", "drop events from browsers sending Do Not Track")
+    collector_honor_gpc: bool = _setting(
+        "CLICKPIPE_COLLECTOR_HONOR_GPC", "true", "drop events from browsers sending Global Privacy Control")
+    collector_queue_max: int = _setting(
+        "CLICKPIPE_COLLECTOR_QUEUE_MAX", "100000",
+        "most accepted events waiting for Kafka per worker, in batches or the producer's queue; full means 503",
+        unit="events", minimum=100)
+    # The raw topic carries many events per message (a RawBatch, see collector/sink.py). The
+    # batch defaults were chosen by bench/collector_bench.py (docs/benchmarks.md, "Collector").
+    collector_batch_max_events: int = _setting(
+        "CLICKPIPE_COLLECTOR_BATCH_MAX_EVENTS", "500", "most events in one raw-topic message",
+        unit="events", minimum=1, maximum=10000)
+    # The maximum keeps a message under Kafka's default limit of 1 MB.
+    collector_batch_max_bytes: int = _setting(
+        "CLICKPIPE_COLLECTOR_BATCH_MAX_BYTES", "262144",
+        "most bytes of encoded events in one raw-topic message; a larger event travels alone",
+        unit="bytes", minimum=1024, maximum=900000)
+    collector_batch_linger_ms: int = _setting(
+        "CLICKPIPE_COLLECTOR_BATCH_LINGER_MS", "20",
+        "longest an event waits for others to join its batch (0: a request's events are produced at once)",
+        unit="ms", minimum=0)
+    collector_ack_wait_ms: int = _setting(
+        "CLICKPIPE_COLLECTOR_ACK_WAIT_MS", "0",
+        "0: answer 2xx once events are queued in the collector (a collector killed -9 loses what is still "
+        "queued); N: answer 2xx only once Kafka acknowledged every event of the request, 503 `not_delivered` "
+        "after N ms (a retry may then repeat events, which the pipeline drops)",
+        unit="ms", minimum=0)
+    collector_dedup_slots: int = _setting(
+        "CLICKPIPE_COLLECTOR_DEDUP_SLOTS", "1048576",
+        "per-worker duplicate memory, in (party, event id) slots of 8 bytes", unit="slots", minimum=1)
 
-    # --- dashboard and `clickpipe up` ---------------------------------------------------
-    dashboard_host: str  # DASHBOARD_HOST: bind address of the live dashboard (127.0.0.1)
-    dashboard_port: int  # DASHBOARD_PORT (8095)
-    dashboard_refresh: int  # DASHBOARD_REFRESH_SECONDS: how often the page reloads its numbers (5)
+    dashboard_host: str = _setting(
+        "CLICKPIPE_DASHBOARD_HOST", "127.0.0.1", "bind address of the live dashboard", section="Dashboard")
+    dashboard_port: int = _setting("CLICKPIPE_DASHBOARD_PORT", "8095", "bind port of the live dashboard", minimum=1)
+    dashboard_refresh_seconds: int = _setting(
+        "CLICKPIPE_DASHBOARD_REFRESH_SECONDS", "5", "how often the page reloads its numbers", unit="seconds", minimum=1)
 
-    # --- pipeline (stream processing: app/, agents/, tables/, steps/) --------------------
-    pipeline_app_id: str  # PIPELINE_APP_ID: Faust app id = consumer group and changelog prefix (clickpipe-pipeline)
-    pipeline_datadir: Path  # PIPELINE_DATADIR: Faust/RocksDB state; one per worker on a host (STATE_DIR/pipeline)
-    pipeline_web_port: int  # PIPELINE_WEB_PORT: worker web port; Prometheus metrics at /metrics (6066)
-    pipeline_steps: tuple[str, ...]  # PIPELINE_STEPS: ordered step modules of package steps/ run after decode
-    pipeline_stream_buffer: int  # PIPELINE_STREAM_BUFFER: Faust stream_buffer_maxsize, events per partition (4096)
-    pipeline_commit_interval: int  # PIPELINE_COMMIT_INTERVAL_MS: transaction commit interval (1000)
-    pipeline_log_json: bool  # PIPELINE_LOG_JSON: structured JSON log lines from the pipeline (true)
-    session_gap: int  # SESSION_GAP_SECONDS: inactivity that ends a session (1800)
-    session_cap: int  # SESSION_CAP_SECONDS: longest session; a longer one is split (86400)
-    session_split_on_campaign: bool  # SESSION_SPLIT_ON_CAMPAIGN: a new utm campaign starts a new session (true)
-    session_sweep_interval: int  # SESSION_SWEEP_SECONDS: how often idle sessions are looked for (60)
-    dedup_memory: int  # DEDUP_MEMORY_SECONDS: how long an event id is remembered per party (3600)
-    dedup_max_ids: int  # DEDUP_MAX_IDS: most event ids remembered per party, oldest forgotten first (1000)
-    keep_duplicates: bool  # KEEP_DUPLICATES: send duplicates to dead letters (reason duplicate) (false)
-    bot_rate_window: int  # BOT_RATE_WINDOW_SECONDS: window of the event-rate bot rules (10)
-    bot_max_party_events: int  # BOT_MAX_PARTY_EVENTS: events per party per window above which it is a bot (30)
-    bot_max_ip_events: int  # BOT_MAX_IP_EVENTS: events per IP per window and partition above which it is a bot (300)
-    bot_pixel_only_events: int  # BOT_PIXEL_ONLY_EVENTS: pixel hits from a party never seen with JS before it is a bot (3)
-    datacenter_asns: frozenset[int]  # DATACENTER_ASNS: comma-separated ASNs flagged as data-centre traffic (major clouds)
-    geoip_city_db: Path  # GEOIP_CITY_DB: MaxMind City database (CACHE_DIR/geoip/GeoLite2-City.mmdb); missing = no geo
-    geoip_asn_db: Path  # GEOIP_ASN_DB: MaxMind ASN database (CACHE_DIR/geoip/GeoLite2-ASN.mmdb); missing = no ASN
-    geoip_reload_check: int  # GEOIP_RELOAD_SECONDS: how often the database files are checked for changes (10)
-    geo_cache_size: int  # GEO_CACHE_SIZE: LRU entries of IP lookups (50000)
-    ua_cache_size: int  # UA_CACHE_SIZE: LRU entries of parsed user agents (20000)
-    internal_hosts: tuple[str, ...]  # INTERNAL_HOSTS: comma-separated hosts whose referrers count as internal ("": the page's own host)
-    rocksdb_block_cache_mb: int  # ROCKSDB_BLOCK_CACHE_MB: block cache per table partition database (16)
-    rocksdb_write_buffer_mb: int  # ROCKSDB_WRITE_BUFFER_MB: memtable size per table partition database (8)
-    rocksdb_max_open_files: int  # ROCKSDB_MAX_OPEN_FILES: per table partition database (256)
+    pipeline_app_id: str = _setting(
+        "CLICKPIPE_PIPELINE_APP_ID", "clickpipe-pipeline", "Faust app id: consumer group and changelog topic prefix",
+        section="Pipeline")
+    pipeline_datadir: Path = _setting(
+        "CLICKPIPE_PIPELINE_DATADIR", "$CLICKPIPE_STATE_DIR/pipeline",
+        "Faust and RocksDB state of a worker; each worker on a host needs its own")
+    pipeline_web_port: int = _setting(
+        "CLICKPIPE_PIPELINE_WEB_PORT", "6066",
+        "worker web port, Prometheus metrics at /metrics; each worker on a host needs its own", minimum=1)
+    pipeline_steps: tuple[str, ...] = _setting(
+        "CLICKPIPE_PIPELINE_STEPS", "dedup,bots,geo,useragent,urls,referrer,sessions",
+        "comma-separated step modules of package steps/, run in this order after decode",
+        parse=lambda raw: tuple(_items(raw)))
+    pipeline_stream_buffer: int = _setting(
+        "CLICKPIPE_PIPELINE_STREAM_BUFFER", "4096", "Faust's stream_buffer_maxsize, per partition",
+        unit="events", minimum=1)
+    pipeline_commit_interval_ms: int = _setting(
+        "CLICKPIPE_PIPELINE_COMMIT_INTERVAL_MS", "1000", "Kafka transaction commit interval", unit="ms", minimum=10)
+    pipeline_log_json: bool = _setting(
+        "CLICKPIPE_PIPELINE_LOG_JSON", "true", "log lines of the pipeline's own modules as JSON")
+    session_gap_seconds: int = _setting(
+        "CLICKPIPE_SESSION_GAP_SECONDS", "1800", "inactivity that ends a session", unit="seconds", minimum=1)
+    session_cap_seconds: int = _setting(
+        "CLICKPIPE_SESSION_CAP_SECONDS", "86400", "longest session; a longer one is split", unit="seconds", minimum=1)
+    session_split_on_campaign: bool = _setting(
+        "CLICKPIPE_SESSION_SPLIT_ON_CAMPAIGN", "true", "a new utm campaign starts a new session")
+    session_sweep_seconds: int = _setting(
+        "CLICKPIPE_SESSION_SWEEP_SECONDS", "60", "how often idle sessions are looked for", unit="seconds", minimum=1)
+    dedup_memory_seconds: int = _setting(
+        "CLICKPIPE_DEDUP_MEMORY_SECONDS", "3600", "how long an event id is remembered per party, in event time",
+        unit="seconds", minimum=1)
+    dedup_max_ids: int = _setting(
+        "CLICKPIPE_DEDUP_MAX_IDS", "1000", "most event ids remembered per party, oldest forgotten first",
+        unit="event ids", minimum=1)
+    keep_duplicates: bool = _setting(
+        "CLICKPIPE_KEEP_DUPLICATES", "false", "send duplicates to the dead letters (reason duplicate)")
+    bot_rate_window_seconds: int = _setting(
+        "CLICKPIPE_BOT_RATE_WINDOW_SECONDS", "10", "window of the event-rate bot rules, in event time",
+        unit="seconds", minimum=1)
+    bot_max_party_events: int = _setting(
+        "CLICKPIPE_BOT_MAX_PARTY_EVENTS", "30", "events of a party in one window above which it is a bot",
+        unit="events", minimum=1)
+    bot_max_ip_events: int = _setting(
+        "CLICKPIPE_BOT_MAX_IP_EVENTS", "300", "events of an IP in one window and partition above which it is a bot",
+        unit="events", minimum=1)
+    bot_pixel_only_events: int = _setting(
+        "CLICKPIPE_BOT_PIXEL_ONLY_EVENTS", "3", "pixel hits of a party never seen with JS before it is a bot",
+        unit="events", minimum=1)
+    datacenter_asns: frozenset[int] = _setting(
+        "CLICKPIPE_DATACENTER_ASNS", _DATACENTER_ASNS,
+        "comma-separated AS numbers (an AS prefix is allowed) whose traffic is flagged as data-centre traffic; "
+        "the default names the major clouds and hosters", parse=_asns)
+    geoip_city_db: Path = _setting(
+        "CLICKPIPE_GEOIP_CITY_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoLite2-City.mmdb",
+        "MaxMind City database (GeoLite2 or GeoIP2); missing: no geo fields")
+    geoip_asn_db: Path = _setting(
+        "CLICKPIPE_GEOIP_ASN_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoLite2-ASN.mmdb",
+        "MaxMind ASN database (GeoLite2 or GeoIP2); missing: no AS fields")
+    geoip_reload_seconds: int = _setting(
+        "CLICKPIPE_GEOIP_RELOAD_SECONDS", "10", "how often the database files are checked for changes",
+        unit="seconds", minimum=1)
+    geo_cache_size: int = _setting(
+        "CLICKPIPE_GEO_CACHE_SIZE", "50000", "LRU cache of IP lookups", unit="entries", minimum=0)
+    ua_cache_size: int = _setting(
+        "CLICKPIPE_UA_CACHE_SIZE", "20000", "LRU cache of parsed user agents", unit="entries", minimum=0)
+    internal_hosts: tuple[str, ...] = _setting(
+        "CLICKPIPE_INTERNAL_HOSTS", "",
+        "comma-separated hosts whose referrers count as internal (empty: the page's own host)",
+        parse=lambda raw: tuple(host.lower() for host in _items(raw)))
+    rocksdb_block_cache_mb: int = _setting(
+        "CLICKPIPE_ROCKSDB_BLOCK_CACHE_MB", "16", "block cache per table partition database", unit="MiB", minimum=1)
+    rocksdb_write_buffer_mb: int = _setting(
+        "CLICKPIPE_ROCKSDB_WRITE_BUFFER_MB", "8", "memtable size per table partition database", unit="MiB", minimum=1)
+    rocksdb_max_open_files: int = _setting(
+        "CLICKPIPE_ROCKSDB_MAX_OPEN_FILES", "256", "open files per table partition database (-1: no limit)",
+        unit="files", minimum=-1)
 
     @property
     def collector_url(self) -> str:
@@ -184,17 +358,18 @@ class Settings:
         return f"http://{host}:{self.collector_port}"
 
 
-# Amazon, Google, Google Cloud, Microsoft, DigitalOcean, OVH, Hetzner, Linode, Vultr,
-# Alibaba, Tencent, Oracle: the usual sources of scripted traffic that claims to be a browser.
-_DATACENTER_ASNS = "16509,14618,15169,396982,8075,14061,16276,24940,63949,20473,45102,132203,31898"
+def _declarations() -> tuple[Setting, ...]:
+    """Each field's setting, with the field's name and, unless it has its own, its type's parser."""
+    types = typing.get_type_hints(Settings)
+    declared = []
+    for f in fields(Settings):
+        s = f.metadata["setting"]
+        declared.append(replace(s, name=f.name, parse=s.parse or _PARSERS[types[f.name]]))
+    return tuple(declared)
 
 
-def _asns(r: _Reader, name: str, default: str) -> frozenset[int]:
-    raw = r.str(name, default)
-    try:
-        return frozenset(int(a.strip().upper().removeprefix("AS")) for a in raw.split(",") if a.strip())
-    except ValueError:
-        raise ConfigError(f"{PREFIX}{name}={raw!r} is not a comma-separated list of AS numbers") from None
+SETTINGS: tuple[Setting, ...] = _declarations()
+"""Every setting, in declaration order (a default refers only to settings before it)."""
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -202,116 +377,59 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
 
     Raises :class:`ConfigError` naming the variable when a value is unusable.
     """
-    r = _Reader(os.environ if env is None else env)
-    cache_dir = r.path("CACHE_DIR", Path.home() / ".cache" / "clickpipe")
-    state_dir = r.path("STATE_DIR", Path.home() / ".local" / "state" / "clickpipe")
-    kafka_host = r.str("KAFKA_HOST", "127.0.0.1")
-    kafka_port = r.int("KAFKA_PORT", 9092, minimum=1)
-    druid_host = r.str("DRUID_HOST", "127.0.0.1")
-    router_port = r.int("DRUID_ROUTER_PORT", 8888, minimum=1)
-    broker_port = r.int("DRUID_BROKER_PORT", 8082, minimum=1)
-    return Settings(
-        cache_dir=cache_dir,
-        state_dir=state_dir,
-        kafka_host=kafka_host,
-        kafka_port=kafka_port,
-        kafka_controller_port=r.int("KAFKA_CONTROLLER_PORT", 9093, minimum=1),
-        kafka_bootstrap=r.str("KAFKA_BOOTSTRAP", f"{kafka_host}:{kafka_port}"),
-        kafka_heap=r.str("KAFKA_HEAP", "512m"),
-        topic_raw=r.str("TOPIC_RAW", "clicks.raw"),
-        topic_enriched=r.str("TOPIC_ENRICHED", "clicks.enriched"),
-        topic_sessions=r.str("TOPIC_SESSIONS", "clicks.sessions"),
-        topic_dead_letters=r.str("TOPIC_DEAD_LETTERS", "clicks.dead-letters"),
-        partitions=r.int("PARTITIONS", 4, minimum=1),
-        druid_host=druid_host,
-        zookeeper_port=r.int("ZOOKEEPER_PORT", 2181, minimum=1),
-        druid_coordinator_port=r.int("DRUID_COORDINATOR_PORT", 8081, minimum=1),
-        druid_broker_port=broker_port,
-        druid_historical_port=r.int("DRUID_HISTORICAL_PORT", 8083, minimum=1),
-        druid_indexer_port=r.int("DRUID_INDEXER_PORT", 8091, minimum=1),
-        druid_router_port=router_port,
-        derby_port=r.int("DERBY_PORT", 1527, minimum=1),
-        druid_task_slots=r.int("DRUID_TASK_SLOTS", 6, minimum=1),
-        druid_router_url=r.str("DRUID_ROUTER_URL", f"http://{druid_host}:{router_port}"),
-        druid_broker_url=r.str("DRUID_BROKER_URL", f"http://{druid_host}:{broker_port}"),
-        druid_clicks_datasource=r.str("DRUID_CLICKS_DATASOURCE", "clicks"),
-        druid_sessions_datasource=r.str("DRUID_SESSIONS_DATASOURCE", "sessions"),
-        druid_task_count=r.int("DRUID_TASK_COUNT", 1, minimum=1),
-        druid_replicas=r.int("DRUID_REPLICAS", 1, minimum=1),
-        druid_task_duration=r.str("DRUID_TASK_DURATION", "PT10M"),
-        druid_start_delay=r.str("DRUID_START_DELAY", "PT5S"),
-        druid_supervisor_period=r.str("DRUID_SUPERVISOR_PERIOD", "PT30S"),
-        druid_query_timeout=r.int("DRUID_QUERY_TIMEOUT", 60, minimum=1),
-        stack_timeout=r.int("STACK_TIMEOUT", 300, minimum=1),
-        maven=r.str("MAVEN", "mvn"),
-        # collector
-        dashboard_host=r.str("DASHBOARD_HOST", "127.0.0.1"),
-        dashboard_port=r.int("DASHBOARD_PORT", 8095, minimum=1),
-        dashboard_refresh=r.int("DASHBOARD_REFRESH_SECONDS", 5, minimum=1),
-        collector_host=r.str("COLLECTOR_HOST", "127.0.0.1"),
-        collector_port=r.int("COLLECTOR_PORT", 8090, minimum=1),
-        collector_workers=r.int("COLLECTOR_WORKERS", 2, minimum=1),
-        collector_threads=r.int("COLLECTOR_THREADS", 4, minimum=1),
-        collector_public_url=r.str("COLLECTOR_PUBLIC_URL", "").rstrip("/"),
-        collector_max_body=r.int("COLLECTOR_MAX_BODY", 262144, minimum=1024),
-        collector_max_events=r.int("COLLECTOR_MAX_EVENTS", 100, minimum=1),
-        collector_max_params=r.int("COLLECTOR_MAX_PARAMS", 50, minimum=0),
-        collector_party_cookie=r.str("COLLECTOR_PARTY_COOKIE", "_cpp"),
-        collector_party_days=r.int("COLLECTOR_PARTY_DAYS", 365, minimum=1),
-        collector_session_cookie=r.str("COLLECTOR_SESSION_COOKIE", "_cps"),
-        collector_optout_cookie=r.str("COLLECTOR_OPTOUT_COOKIE", "_cpo"),
-        collector_consent_cookie=r.str("COLLECTOR_CONSENT_COOKIE", "_cpc"),
-        collector_cookie_domain=r.str("COLLECTOR_COOKIE_DOMAIN", "").lstrip("."),
-        collector_session_timeout=r.int("COLLECTOR_SESSION_TIMEOUT", 1800, minimum=1),
-        collector_trusted_hops=r.int("COLLECTOR_TRUSTED_HOPS", 0, minimum=0),
-        collector_anonymize_ip=r.bool("COLLECTOR_ANONYMIZE_IP", False),
-        collector_cors_origins=tuple(
-            o.strip().rstrip("/") for o in r.str("COLLECTOR_CORS_ORIGINS", "").split(",") if o.strip()
-        ),
-        collector_honor_dnt=r.bool("COLLECTOR_HONOR_DNT", False),
-        collector_honor_gpc=r.bool("COLLECTOR_HONOR_GPC", True),
-        collector_queue_max=r.int("COLLECTOR_QUEUE_MAX", 100000, minimum=100),
-        collector_batch_max_events=r.int("COLLECTOR_BATCH_MAX_EVENTS", 500, minimum=1, maximum=10000),
-        collector_batch_max_bytes=r.int("COLLECTOR_BATCH_MAX_BYTES", 262144, minimum=1024, maximum=900000),
-        collector_batch_linger_ms=r.int("COLLECTOR_BATCH_LINGER_MS", 20, minimum=0),
-        collector_ack_wait_ms=r.int("COLLECTOR_ACK_WAIT_MS", 0, minimum=0),
-        collector_dedup_slots=r.int("COLLECTOR_DEDUP_SLOTS", 1048576, minimum=1),
-        # pipeline
-        pipeline_app_id=r.str("PIPELINE_APP_ID", "clickpipe-pipeline"),
-        pipeline_datadir=r.path("PIPELINE_DATADIR", state_dir / "pipeline"),
-        pipeline_web_port=r.int("PIPELINE_WEB_PORT", 6066, minimum=1),
-        pipeline_steps=tuple(
-            s.strip()
-            for s in r.str("PIPELINE_STEPS", "dedup,bots,geo,useragent,urls,referrer,sessions").split(",")
-            if s.strip()
-        ),
-        pipeline_stream_buffer=r.int("PIPELINE_STREAM_BUFFER", 4096, minimum=1),
-        pipeline_commit_interval=r.int("PIPELINE_COMMIT_INTERVAL_MS", 1000, minimum=10),
-        pipeline_log_json=r.bool("PIPELINE_LOG_JSON", True),
-        session_gap=r.int("SESSION_GAP_SECONDS", 1800, minimum=1),
-        session_cap=r.int("SESSION_CAP_SECONDS", 86400, minimum=1),
-        session_split_on_campaign=r.bool("SESSION_SPLIT_ON_CAMPAIGN", True),
-        session_sweep_interval=r.int("SESSION_SWEEP_SECONDS", 60, minimum=1),
-        dedup_memory=r.int("DEDUP_MEMORY_SECONDS", 3600, minimum=1),
-        dedup_max_ids=r.int("DEDUP_MAX_IDS", 1000, minimum=1),
-        keep_duplicates=r.bool("KEEP_DUPLICATES", False),
-        bot_rate_window=r.int("BOT_RATE_WINDOW_SECONDS", 10, minimum=1),
-        bot_max_party_events=r.int("BOT_MAX_PARTY_EVENTS", 30, minimum=1),
-        bot_max_ip_events=r.int("BOT_MAX_IP_EVENTS", 300, minimum=1),
-        bot_pixel_only_events=r.int("BOT_PIXEL_ONLY_EVENTS", 3, minimum=1),
-        datacenter_asns=_asns(r, "DATACENTER_ASNS", _DATACENTER_ASNS),
-        geoip_city_db=r.path("GEOIP_CITY_DB", cache_dir / "geoip" / "GeoLite2-City.mmdb"),
-        geoip_asn_db=r.path("GEOIP_ASN_DB", cache_dir / "geoip" / "GeoLite2-ASN.mmdb"),
-        geoip_reload_check=r.int("GEOIP_RELOAD_SECONDS", 10, minimum=1),
-        geo_cache_size=r.int("GEO_CACHE_SIZE", 50000, minimum=0),
-        ua_cache_size=r.int("UA_CACHE_SIZE", 20000, minimum=0),
-        internal_hosts=tuple(
-            h.strip().lower() for h in r.str("INTERNAL_HOSTS", "").split(",") if h.strip()
-        ),
-        rocksdb_block_cache_mb=r.int("ROCKSDB_BLOCK_CACHE_MB", 16, minimum=1),
-        rocksdb_write_buffer_mb=r.int("ROCKSDB_WRITE_BUFFER_MB", 8, minimum=1),
-        rocksdb_max_open_files=r.int("ROCKSDB_MAX_OPEN_FILES", 256, minimum=-1),
-    )
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    texts: dict[str, str] = {}  # by variable: the value as text, for defaults that refer to it
+    for s in SETTINGS:
+        raw = env.get(s.variable)
+        value = s.read(Template(s.default).substitute(texts) if raw is None else raw)
+        values[s.name] = value
+        texts[s.variable] = str(value)
+    return Settings(**values)
+
+
+def _bounds(s: Setting) -> str:
+    if s.minimum is not None and s.maximum is not None:
+        return f"{s.minimum}–{s.maximum}"
+    if s.minimum is not None:
+        return f"≥ {s.minimum}"
+    if s.maximum is not None:
+        return f"≤ {s.maximum}"
+    return ""
+
+
+def reference() -> str:
+    """The settings reference in Markdown, as committed in docs/settings.md.
+
+    It depends on the declarations only (a default that refers to other settings is shown
+    with the references and with what they give when those settings keep their defaults).
+    """
+    lines = [
+        "# Settings",
+        "",
+        "<!-- Generated from clickpipe/config.py by `python -m clickpipe.config > docs/settings.md`;",
+        "     tests/test_config.py fails while this file differs. -->",
+        "",
+        "Every setting is an environment variable, read once at start. A value that cannot be used",
+        "stops the program with a message naming the variable. Booleans accept `true/false`, `1/0`,",
+        "`yes/no`, `on/off`. In a default, `$CLICKPIPE_X` stands for the value of `CLICKPIPE_X`.",
+        "In code, each setting is the attribute of `clickpipe.config.settings` in the last column.",
+    ]
+    defaults: dict[str, str] = {}
+    for s in SETTINGS:
+        defaults[s.variable] = Template(s.default).substitute(defaults)
+        if s.section:
+            lines += ["", f"## {s.section}", "",
+                      "| Variable | Default | Unit | Bounds | Meaning | Attribute |", "|---|---|---|---|---|---|"]
+        default = f"`{s.default}`" if s.default else "*empty*"
+        if defaults[s.variable] != s.default:
+            default += f" = `{defaults[s.variable]}`"
+        cells = [f"`{s.variable}`", default, s.unit, _bounds(s), s.help.replace("|", "\\|"), f"`{s.name}`"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 settings = load()
+
+if __name__ == "__main__":
+    print(reference(), end="")

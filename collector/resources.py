@@ -134,7 +134,7 @@ class EventsResource:
     def __init__(self, intake: Intake):
         self.intake = intake
         s = intake.settings
-        self.max_body = s.collector_max_body
+        self.max_body = s.collector_max_body_bytes
         self.max_events = s.collector_max_events
         self.max_params = s.collector_max_params
 

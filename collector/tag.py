@@ -37,7 +37,7 @@ def config_of(settings: Settings) -> dict:
         "optOutCookie": settings.collector_optout_cookie,
         "consentCookie": settings.collector_consent_cookie,
         "cookieDomain": settings.collector_cookie_domain,
-        "sessionTimeout": settings.collector_session_timeout,
+        "sessionTimeout": settings.collector_session_timeout_seconds,
         "honorDnt": settings.collector_honor_dnt,
         "honorGpc": settings.collector_honor_gpc,
         "batchMax": min(BATCH_MAX, settings.collector_max_events),

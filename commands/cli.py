@@ -73,7 +73,7 @@ def _druid(args: argparse.Namespace) -> int:
     from druid.client import DruidClient, DruidError
     from druid.specs import DeclarationError
 
-    client = DruidClient(settings, timeout=settings.druid_query_timeout)
+    client = DruidClient(settings, timeout=settings.druid_query_timeout_seconds)
     try:
         if args.action == "apply":
             print(render(supervisors.apply(client, settings)))

@@ -1,7 +1,7 @@
 """The dashboard's HTTP interface.
 
 - ``GET /``: the page (static HTML and script; no build step). It polls the summary every
-  ``dashboard_refresh`` seconds.
+  ``dashboard_refresh_seconds``.
 - ``GET /api/summary``: everything the page shows, as JSON: live visitors (last 5 minutes),
   page views per minute over the last hour, top pages, referrers, campaigns, countries,
   devices and the bot share over the last hour. Human traffic only, but for the bot share.
@@ -51,7 +51,7 @@ def summary(reports: Reports, pool: ThreadPoolExecutor) -> dict[str, Any]:
 
 class PageResource:
     def __init__(self, settings: Settings):
-        self.html = PAGE.read_text().replace("{{REFRESH_SECONDS}}", str(settings.dashboard_refresh))
+        self.html = PAGE.read_text().replace("{{REFRESH_SECONDS}}", str(settings.dashboard_refresh_seconds))
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = falcon.MEDIA_HTML

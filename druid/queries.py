@@ -88,7 +88,7 @@ class Reports:
         self.address = settings.druid_broker_url
         self.connection = connect(host=broker.hostname, port=broker.port or 80, path="/druid/v2/sql/",
                                   scheme=broker.scheme or "http",
-                                  context={"timeout": settings.druid_query_timeout * 1000})
+                                  context={"timeout": settings.druid_query_timeout_seconds * 1000})
         self.clicks = _identifier(settings.druid_clicks_datasource)
         self.sessions_table = _identifier(settings.druid_sessions_datasource)
 

@@ -60,7 +60,7 @@ def simulate(args: argparse.Namespace) -> int:
         return 2
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     run_id = f"sim-{secrets.token_hex(4)}"
-    timing = Timing(gap_s=settings.session_gap, sweep_s=settings.session_sweep_interval)
+    timing = Timing(gap_s=settings.session_gap_seconds, sweep_s=settings.session_sweep_seconds)
     planner = Planner(seed, run_id, timing, mix)
     truth = None
     if args.truth is not None:

@@ -8,7 +8,7 @@ checked without any service running.
 Session boundaries in real time
 -------------------------------
 The collector stamps ``server_time`` itself, so the pipeline separates sessions by real gaps
-of more than ``session_gap`` seconds (``CLICKPIPE_SESSION_GAP_SECONDS``). A short run cannot
+of more than ``session_gap_seconds`` (``CLICKPIPE_SESSION_GAP_SECONDS``). A short run cannot
 contain 30-minute gaps, so evaluation runs configure a short gap (tens of seconds) for the
 worker, and the plan is built from the same :class:`Timing`:
 

@@ -60,7 +60,7 @@ class StackManager:
         with self._locked():
             jars.kafka_home(self.settings)
             jars.druid_home(self.settings)
-            deadline = time.monotonic() + self.settings.stack_timeout
+            deadline = time.monotonic() + self.settings.stack_timeout_seconds
             for group in self.groups:
                 for svc in group:
                     if svc.process.pid() is None:
@@ -86,7 +86,7 @@ class StackManager:
                 return
             if time.monotonic() > deadline:
                 names = ", ".join(f"{s.name} (log: {s.process.log_file})" for s in pending)
-                raise StackError(f"not ready after {self.settings.stack_timeout}s: {names}")
+                raise StackError(f"not ready after {self.settings.stack_timeout_seconds}s: {names}")
             if time.monotonic() - last_report >= 10:
                 last_report = time.monotonic()
                 self.echo(f"[stack] waiting for {', '.join(s.name for s in pending)} "

@@ -9,7 +9,7 @@ Rules, first match wins (the order of :data:`REASONS`):
 - ``crawler-pattern``: the user agent matches the community ``crawler-user-agents`` list;
 - ``datacenter``: the IP's autonomous system is in ``datacenter_asns``;
 - ``rate-party``: the party sent more than ``bot_max_party_events`` events in one
-  ``bot_rate_window`` (event time, fixed windows);
+  ``bot_rate_window_seconds`` (event time, fixed windows);
 - ``rate-ip``: same per IP, counted within the partition (the raw topic is keyed by party,
   so one IP's parties spread over partitions: the limit applies per partition);
 - ``pixel-only``: the ``bot_pixel_only_events``-th pixel hit (no JavaScript) from a party
@@ -127,5 +127,5 @@ class Bots:
 def build(settings) -> Bots:
     parser = UserAgentParser(settings.ua_cache_size)
     return Bots(UserAgentRules(parser, settings.ua_cache_size), lookup_for(settings), settings.datacenter_asns,
-                settings.bot_rate_window * 1000, settings.bot_max_party_events, settings.bot_max_ip_events,
+                settings.bot_rate_window_seconds * 1000, settings.bot_max_party_events, settings.bot_max_ip_events,
                 settings.bot_pixel_only_events)

@@ -1,7 +1,7 @@
 """Drop repeated (party_id, event_id) pairs seen within a bounded time.
 
 State: ``party["dedup"]`` maps event id to its server_time, in arrival order. An id is
-forgotten ``dedup_memory`` seconds (event time) after it was seen, or when the party has more
+forgotten ``dedup_memory_seconds`` (event time) after it was seen, or when the party has more
 than ``dedup_max_ids`` ids (oldest first), so memory per party is bounded in time and size.
 """
 
@@ -58,4 +58,4 @@ class Dedup:
 
 
 def build(settings) -> Dedup:
-    return Dedup(settings.dedup_memory * 1000, settings.dedup_max_ids)
+    return Dedup(settings.dedup_memory_seconds * 1000, settings.dedup_max_ids)

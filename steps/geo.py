@@ -1,7 +1,7 @@
 """Geo and network enrichment from MaxMind databases (City and ASN), IPv4 and IPv6.
 
 Databases are opened with :mod:`geoip2`; each file is re-opened when its modification time,
-size or inode changes (checked at most every ``geoip_reload_check`` seconds), so dropping a
+size or inode changes (checked at most every ``geoip_reload_seconds``), so dropping a
 new download in place updates a running worker. A missing file disables its fields; a file
 that cannot be read as the expected database type raises :class:`GeoDataError` at start and
 is ignored (the previous one is kept) when it appears on reload.
@@ -155,7 +155,7 @@ def shared_lookup(city_path: Path, asn_path: Path, check_every_s: float, cache_s
 
 def lookup_for(settings) -> GeoLookup:
     return shared_lookup(settings.geoip_city_db, settings.geoip_asn_db,
-                         float(settings.geoip_reload_check), settings.geo_cache_size)
+                         float(settings.geoip_reload_seconds), settings.geo_cache_size)
 
 
 class Geo:

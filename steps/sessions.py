@@ -2,8 +2,8 @@
 
 A party's open session ends when
 
-- the next event comes more than ``session_gap`` after the session's latest event (``gap``),
-- the next event comes ``session_cap`` or more after the session's start (``cap``),
+- the next event comes more than ``session_gap_seconds`` after the session's latest event (``gap``),
+- the next event comes ``session_cap_seconds`` or more after the session's start (``cap``),
 - the next event carries a campaign (utm source/medium/campaign) different from the
   session's, if ``session_split_on_campaign`` (``campaign``),
 - or a sweep at wall-clock time ``now`` finds it idle for more than the gap or older than the
@@ -155,4 +155,5 @@ class Sessions:
 
 
 def build(settings) -> Sessions:
-    return Sessions(settings.session_gap * 1000, settings.session_cap * 1000, settings.session_split_on_campaign)
+    return Sessions(settings.session_gap_seconds * 1000, settings.session_cap_seconds * 1000,
+                    settings.session_split_on_campaign)
