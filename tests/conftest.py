@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 
+from app.geodata import test_database_env
 from clickpipe.config import Settings, settings
 
 
@@ -31,6 +32,13 @@ def stack() -> Settings:
     manager.up()
     manager.create_topics()
     return settings
+
+
+@pytest.fixture(scope="session")
+def geo_env() -> dict[str, str]:
+    """``CLICKPIPE_GEOIP_*`` variables naming MaxMind's City and ASN test databases (fetched once
+    into the cache)."""
+    return test_database_env(settings.cache_dir)
 
 
 @pytest.fixture

@@ -2,21 +2,14 @@
 
 Unit tests run the app over an in-memory producer, which stands in for Kafka only there;
 the Kafka boundary itself is proven by the tests that run a real collector process
-(:class:`CollectorProcess`) against the real broker (:class:`Topic`).
+(:class:`tests.support.collector.CollectorProcess`) against the real broker (:class:`Topic`).
 """
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -25,7 +18,7 @@ import requests
 from confluent_kafka import Consumer
 
 import schemas
-from clickpipe.config import Settings, load
+from clickpipe.config import load
 from clickpipe.topics import delete_topics, ensure_topics
 from collector.app import create_app
 from collector.sink import Sink
@@ -125,98 +118,6 @@ def make_client(env: dict | None = None, **producer_options):
 
 
 # --- helpers for tests against a real collector process and the real broker ------------
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class CollectorProcess:
-    """A real collector (gunicorn with the repository's config) on a free port."""
-
-    def __init__(self, env: dict[str, str]):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, **env, "CLICKPIPE_COLLECTOR_PORT": str(self.port)}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        self.log = tempfile.NamedTemporaryFile(prefix="collector-", suffix=".log", delete=False)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "collector/gunicorn.conf.py"],
-            cwd=REPO,
-            env=full_env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: kill_9 takes the workers too
-        )
-
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"collector exited {self.proc.returncode}:\n{self.output()}")
-            try:
-                if requests.get(self.url + "/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:  # refused, or too slow under load: try again
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"collector not ready after {timeout}s:\n{self.output()}")
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")[-4000:]
-
-    def access_log(self) -> list[str]:
-        """gunicorn's access log lines, if it was started with ``--access-logfile -``."""
-        return [line for line in Path(self.log.name).read_text(errors="replace").splitlines() if '" 20' in line]
-
-    def kill_9(self) -> None:
-        """SIGKILL the master and its workers at once, as an OOM kill or a lost host would."""
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(30)
-
-    def stop(self, timeout: float = 60.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
-def start_private_broker(base: Settings):
-    """A single-node broker of its own (the stack's jars, free ports, a fresh data directory),
-    healthy; returns it and its settings. Stopping it disturbs nobody else's tests."""
-    from stack.kafka import Kafka
-
-    settings = load(
-        {
-            "CLICKPIPE_CACHE_DIR": str(base.cache_dir),
-            "CLICKPIPE_STATE_DIR": tempfile.mkdtemp(prefix="collector-fault-kafka-"),
-            "CLICKPIPE_KAFKA_PORT": str(free_port()),
-            "CLICKPIPE_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "CLICKPIPE_KAFKA_HEAP": "256m",
-        }
-    )
-    broker = Kafka(settings)
-    broker.start()
-    wait_healthy(broker)
-    return broker, settings
-
-
-def wait_healthy(broker, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not broker.healthy():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"private broker not healthy:\n{broker.process.log_tail()}")
-        time.sleep(0.5)
-
 
 class Sender(threading.Thread):
     """Posts batches of ``events_per_request`` like the tag does, retrying after 503; records

@@ -10,8 +10,10 @@ import http.server
 import threading
 import time
 
-from cdp_support import Chromium
-from collector_support import CollectorProcess, Topic, free_port
+from collector_support import Topic
+from tests.support.browser import Chromium
+from tests.support.collector import CollectorProcess
+from tests.support.net import free_port
 
 PAGE = """<!doctype html><html><head><title>shop</title>
 <script src="{collector}/tag.js"></script></head>

@@ -13,7 +13,9 @@ import time
 
 import requests
 
-from collector_support import CollectorProcess, Sender, Topic, start_private_broker, wait_healthy
+from collector_support import Sender, Topic
+from tests.support.broker import start_private_broker, wait_healthy
+from tests.support.collector import CollectorProcess
 
 OUTAGE_SECONDS = 10
 

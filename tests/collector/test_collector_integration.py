@@ -9,7 +9,8 @@ import pytest
 import requests
 
 from clickpipe.topics import partition_for
-from collector_support import CollectorProcess, Topic, divolte_signed
+from collector_support import Topic, divolte_signed
+from tests.support.collector import CollectorProcess
 
 N = 20  # events per endpoint
 

@@ -16,7 +16,9 @@ import time
 
 import pytest
 
-from collector_support import CollectorProcess, Sender, Topic, start_private_broker, wait_healthy
+from collector_support import Sender, Topic
+from tests.support.broker import start_private_broker, wait_healthy
+from tests.support.collector import CollectorProcess
 
 
 @pytest.mark.parametrize("ack_wait_ms", ["0", "1000"])

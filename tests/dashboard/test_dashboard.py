@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -16,13 +15,13 @@ import requests
 import schemas
 from clickpipe.config import load
 from druid import queries, supervisors
-from druid.testing import count_rows, enriched_click, private_druid, private_env, produce_rows, wait_for
 from stack.services import port_open
+from tests.support import ROOT
+from tests.support.browser import Chromium
+from tests.support.druid import count_rows, private_druid, private_env, produce_rows, wait_for
+from tests.support.records import enriched_click
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "collector"))
-from cdp_support import Chromium  # noqa: E402  (shared browser driver of the collector tests)
-
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = ROOT / "test-artifacts"
 PAGES = ["/", "/pricing", "/docs", "/blog/streaming", "/signup"]
 
 

@@ -1,4 +1,4 @@
-"""Helper of the Druid tests that is about the command line (the rest is in druid.testing)."""
+"""Helper of the Druid tests that is about the command line (the rest is in tests/support/druid.py)."""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ import pytest
 from clickpipe.config import load
 from druid import queries
 from druid.client import DruidError
-from druid.testing import private_env
 from druid_support import run_cli
+from tests.support.druid import private_env
 
 
 def _closed_port() -> int:

@@ -12,8 +12,9 @@ from confluent_kafka import Producer
 import schemas
 from clickpipe.config import load
 from druid import supervisors
-from druid.testing import count_rows, enriched_click, private_druid, private_env, produce_rows, wait_for
 from druid_support import druid_status, run_cli
+from tests.support.druid import count_rows, private_druid, private_env, produce_rows, wait_for
+from tests.support.records import enriched_click
 
 
 def _garbage(size: int) -> bytes:

@@ -1,6 +1,6 @@
 """The whole path into Druid: collector (gunicorn) → Kafka → Faust worker → Druid → reports.
 
-Each test runs its own pipeline deployment (``app.testing.Run``: private topics, app id and
+Each test runs its own pipeline deployment (``tests.support.pipeline.Run``: private topics, app id and
 state) and its own Druid datasources on those topics, and asserts through the report
 functions of ``druid.queries``.
 """
@@ -8,18 +8,18 @@ functions of ``druid.queries``.
 from __future__ import annotations
 
 import collections
-import importlib.util
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 
-from app.testing import Run
 from clickpipe.config import load
 from druid import queries, supervisors
-from druid.testing import count_rows, private_druid, private_env, wait_for
+from tests.support.collector import CollectorProcess
+from tests.support.druid import count_rows, private_druid, private_env, wait_for
+from tests.support.pipeline import Run
+from tests.support.records import raw_click
 
 GAP_S = 3
 HUMAN_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -27,15 +27,6 @@ HUMAN_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML
 BOT_UA = "curl/8.4.0"
 # Theta sketches: 3 relative standard errors of a 16384-entry sketch (exact below that).
 SKETCH_BOUND = 3 * 0.0078
-
-
-def _collector_process():
-    """The collector tests' real-gunicorn harness (one way to start the collector in tests)."""
-    path = Path(__file__).resolve().parents[1] / "collector" / "collector_support.py"
-    spec = importlib.util.spec_from_file_location("collector_support", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.CollectorProcess
 
 
 @pytest.fixture
@@ -71,8 +62,8 @@ def test_events_sent_to_the_collector_are_counted_in_druid(run):
         assert {r["outcome"] for r in supervisors.apply(client, cfg)} == {"created"}
         worker = run.start_worker()
         run.wait_ready(worker)
-        collector = _collector_process()({"CLICKPIPE_KAFKA_BOOTSTRAP": run.bootstrap,
-                                          "CLICKPIPE_TOPIC_RAW": run.topics["raw"]})
+        collector = CollectorProcess({"CLICKPIPE_KAFKA_BOOTSTRAP": run.bootstrap,
+                                      "CLICKPIPE_TOPIC_RAW": run.topics["raw"]})
         try:
             collector.wait_ready()
             for party, ua, pages in visits:
@@ -122,13 +113,6 @@ WAVE_EVERY_S = 5.0
 KILLS = 3
 
 
-def _raw_click(party: str, event_id: str, now: int) -> dict:
-    """A RawClick as the collector writes it (fields left out take the schema's defaults)."""
-    return {"server_time": now, "source": "batch", "party_id": party, "event_id": event_id,
-            "event_type": "pageView", "location": "https://shop.example.com/", "user_agent": HUMAN_UA,
-            "ip": "81.2.69.142"}
-
-
 def _produce_waves(run: Run, produced: list) -> None:
     """Clicks in waves (further apart than the session gap); every 10th click is sent twice."""
     producer = run.producer()
@@ -136,7 +120,8 @@ def _produce_waves(run: Run, produced: list) -> None:
         started = time.monotonic()
         for i in range(EVENTS):
             now = int(time.time() * 1000)
-            records = [_raw_click(f"party-{p:03d}", f"w{w}-e{i}", now) for p in range(PARTIES)]
+            records = [raw_click(party_id=f"party-{p:03d}", event_id=f"w{w}-e{i}", server_time=now, source="batch",
+                                 location="https://shop.example.com/", user_agent=HUMAN_UA) for p in range(PARTIES)]
             run.produce(records + records[::10], producer)
             producer.flush(30)
             produced.extend(records)

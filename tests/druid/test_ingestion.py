@@ -9,8 +9,8 @@ import pytest
 
 import schemas
 from druid import specs
-from druid.testing import (count_rows, enriched_click, private_druid, private_settings, produce_rows,
-                           session, wait_for)
+from tests.support.druid import count_rows, private_druid, private_settings, produce_rows, wait_for
+from tests.support.records import enriched_click, session
 
 DECLARATION = specs.load_declaration()
 

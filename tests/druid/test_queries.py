@@ -15,9 +15,9 @@ import pytest
 import schemas
 from clickpipe.config import load
 from druid import queries, supervisors
-from druid.testing import (count_rows, enriched_click, private_druid, private_env, produce_rows, session,
-                           wait_for)
 from druid_support import run_cli
+from tests.support.druid import count_rows, private_druid, private_env, produce_rows, wait_for
+from tests.support.records import enriched_click, session
 
 PAGES = ["/", "/products", "/products/42", "/cart", "/checkout", "/thanks"]
 REFERRERS = [("direct", None, None), ("search", "Google", "www.google.com"),

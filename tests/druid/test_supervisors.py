@@ -6,8 +6,8 @@ import json
 
 from clickpipe.config import load
 from druid import supervisors
-from druid.testing import private_druid, private_env, wait_for
 from druid_support import druid_status, run_cli
+from tests.support.druid import private_druid, private_env, wait_for
 
 
 def test_apply_is_idempotent_and_status_suspend_resume_reset_follow(stack):

@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from app.testing import ROOT
 from steps import Context, Pipeline, PipelineError, check_order
+from tests.support import ROOT
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """Broker loss: a running pipeline worker rides out a Kafka outage without a restart.
 
-The worker runs against a private single-node broker (the collector tests' helper:
+The worker runs against a private single-node broker (:mod:`tests.support.broker`:
 same jar cache, own ports, own data directory under this test's tmp_path), so stopping
 that broker disturbs no other test. After a first wave of clicks is fully enriched, the
 broker is stopped with SIGTERM and kept down for ~10 s while the worker keeps running, then
@@ -15,18 +15,14 @@ reading committed data only, every produced click is in the enriched topic exact
 from __future__ import annotations
 
 import collections
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import pytest
 
-from app.testing import Run, decode_all
 from clickpipe.config import settings as default_settings
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collector"))
-from collector_support import start_private_broker, wait_healthy  # noqa: E402  (private broker helpers)
+from tests.support.broker import start_private_broker, wait_healthy
+from tests.support.pipeline import Run, decode_all
 
 # Needs a real broker (its own), not the shared stack: marked as a service test explicitly.
 pytestmark = pytest.mark.stack

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from app.testing import Run, decode_all
+from tests.support.pipeline import Run, decode_all
 
 PARTIES = 200
 EVENTS = 4  # per party and wave

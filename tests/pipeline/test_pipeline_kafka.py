@@ -11,8 +11,8 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, ConfigResource
 
 import schemas
-from app.testing import Run, decode_all
 from clickpipe.topics import partition_for
+from tests.support.pipeline import Run, decode_all
 
 PARTIES = 20
 EVENTS_PER_WAVE = 10

@@ -12,8 +12,9 @@ import time
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from app.testing import ROOT, Run, decode_all
 from clickpipe.topics import delete_topics, ensure_topics
+from tests.support import ROOT
+from tests.support.pipeline import Run, decode_all
 
 APP_MODULE = '''
 import os

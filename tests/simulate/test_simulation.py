@@ -8,7 +8,7 @@ import json
 import pytest
 
 from simulate.plan import Planner, Timing
-from simulation_support import deployment
+from tests.support.simulation import deployment
 
 GAP_S, SWEEP_S = 8, 1
 DURATION_S, RATE = 25, 40

@@ -1,8 +1,7 @@
 """A private deployment for simulations: real collector and worker on private topics.
 
-Used by the integration test and by bench/accuracy.py. The collector and worker processes
-come from the collector and pipeline test harnesses (:class:`collector_support.CollectorProcess`,
-:class:`app.testing.Run`).
+Used by the simulation's integration test and by bench/accuracy.py. The processes are
+:class:`tests.support.collector.CollectorProcess` and :class:`tests.support.pipeline.Run`'s worker.
 """
 
 from __future__ import annotations
@@ -15,12 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "collector"))
-
-from app.testing import Run  # noqa: E402
-from collector_support import CollectorProcess  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
+from tests.support.collector import CollectorProcess
+from tests.support.pipeline import Run
 
 
 @dataclass
@@ -31,7 +27,7 @@ class Deployment:
 
     def clickpipe(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
         """Run the ``clickpipe`` command with this deployment's settings."""
-        return subprocess.run([sys.executable, "-m", "commands.cli", *args], cwd=REPO, env={**os.environ, **self.env},
+        return subprocess.run([sys.executable, "-m", "commands.cli", *args], cwd=ROOT, env={**os.environ, **self.env},
                               capture_output=True, text=True, timeout=timeout)
 
 

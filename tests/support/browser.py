@@ -1,6 +1,7 @@
 """Headless Chromium (Debian's ``chromium``) driven over the Chrome DevTools protocol.
 
-Only the handful of CDP calls the browser test needs; nothing downloads a browser.
+Only the handful of CDP calls the browser tests (the tag's, the dashboard's) need; nothing
+downloads a browser.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Chromium:
 
     def __init__(self, binary: str = "chromium", timeout: float = 30.0, preferences: dict | None = None,
                  init_script: str | None = None):
-        self.profile = tempfile.mkdtemp(prefix="collector-chromium-")
+        self.profile = tempfile.mkdtemp(prefix="chromium-")
         if preferences:
             (Path(self.profile) / "Default").mkdir()
             (Path(self.profile) / "Default" / "Preferences").write_text(json.dumps(preferences))

@@ -1,4 +1,4 @@
-"""Run pipeline workers and drive their topics, for the end-to-end tests and the benchmark.
+"""Run pipeline workers and drive their topics, for the end-to-end tests and the benchmarks.
 
 Everything here talks to a real broker. Each :class:`Run` gets its own topic names, app id
 and data directory, so runs never share state with each other or with a real deployment.
@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,14 +21,8 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 
 import schemas
 from clickpipe.topics import delete_topics, ensure_topics, partition_for
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.support import ROOT
+from tests.support.net import free_port
 
 
 @dataclass
