@@ -1,6 +1,6 @@
 """Accuracy of bot filtering and sessionization on simulated traffic, end to end.
 
-    .venv/bin/python bench/accuracy.py [--duration 600] [--rate 50] [--gap 30] [--sweep 5] [--seed 1]
+    .venv/bin/python -m bench.accuracy [--duration 600] [--rate 50] [--gap 30] [--sweep 5] [--seed 1]
 
 Starts a private deployment on the running broker (``clickpipe stack up``): its own topics,
 one Faust worker with a session gap of ``--gap`` seconds and an idle sweep every ``--sweep``
@@ -19,13 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "simulate"))
-
-from app.geodata import test_database_env  # noqa: E402
-from clickpipe.config import settings  # noqa: E402
-from simulation_support import deployment  # noqa: E402
+from app.geodata import test_database_env
+from clickpipe.config import settings
+from tests.support.simulation import deployment
 
 
 def main() -> int:
@@ -70,7 +66,7 @@ def markdown(args, sent: dict, r: dict) -> str:
     return f"""
 ## Accuracy
 
-`.venv/bin/python bench/accuracy.py --duration {args.duration} --rate {args.rate:g} --gap {args.gap} --sweep {args.sweep} --seed {args.seed}`
+`.venv/bin/python -m bench.accuracy --duration {args.duration} --rate {args.rate:g} --gap {args.gap} --sweep {args.sweep} --seed {args.seed}`
 — `clickpipe simulate` against a real collector and worker (session gap {args.gap} s, idle sweep
 {args.sweep} s, MaxMind test databases), then `clickpipe evaluate` on the ground truth.
 Measured {time.strftime('%Y-%m-%d')}:

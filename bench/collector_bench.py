@@ -1,6 +1,6 @@
 """Collector throughput against an nginx baseline, with wrk, on loopback, in one run.
 
-    .venv/bin/python bench/collector_bench.py [--duration 10] [--connections 32] [--profile]
+    .venv/bin/python -m bench.collector_bench [--duration 10] [--connections 32] [--profile]
 
 Measures, back to back (so the ratio compares like with like on the same machine state):
   (a) nginx serving a static 1x1 GIF (the baseline),
@@ -17,7 +17,7 @@ The events/message column is what the collector's batching achieved: the events 
 accepted over the raw-topic messages it added. Batch settings (``CLICKPIPE_COLLECTOR_BATCH_*``)
 are taken from the environment like every other setting.
 
-    .venv/bin/python bench/collector_bench.py --compare DIR [--rounds 5] [--duration 5] [--ack-wait-ms N]
+    .venv/bin/python -m bench.collector_bench --compare DIR [--rounds 5] [--duration 5] [--ack-wait-ms N]
 
 compares instead this checkout's collector with the one in DIR (another checkout of the
 project, e.g. from ``git worktree add DIR <commit>``): both run at once, each on a topic of its
@@ -38,7 +38,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -50,23 +49,16 @@ from pathlib import Path
 import requests
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from clickpipe.config import settings  # noqa: E402
-from clickpipe.topics import delete_topics, ensure_topics  # noqa: E402
+from clickpipe.config import settings
+from clickpipe.topics import delete_topics, ensure_topics
+from tests.support import ROOT
+from tests.support.net import free_port
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 PIXEL_QUERY = "/p.gif?event_type=pageView&party_id=bench-party-0001&location=http%3A%2F%2Fshop.example%2Fp%2F1&screen_width=1920&screen_height=1080"
 BATCH_SIZE = 20
 GTHREAD_THREADS = 4
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, timeout: float = 30.0) -> None:
@@ -121,7 +113,7 @@ http {{
 
 
 def start_collector(topic: str, worker_class: str, env: dict | None = None,
-                    repo: Path = REPO) -> tuple[subprocess.Popen, str]:
+                    repo: Path = ROOT) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, **(env or {}), "CLICKPIPE_COLLECTOR_PORT": str(port), "CLICKPIPE_TOPIC_RAW": topic}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -348,7 +340,7 @@ def compare(args) -> None:
     """The ``--compare`` mode: this checkout's collector and another's, interleaved (see the module doc)."""
     waits = [0, args.ack_wait_ms] if args.ack_wait_ms else [0]
     variants = [(f"{label}, COLLECTOR_ACK_WAIT_MS={wait}", repo, wait)
-                for wait in waits for label, repo in (("baseline", args.compare.resolve()), ("this checkout", REPO))]
+                for wait in waits for label, repo in (("baseline", args.compare.resolve()), ("this checkout", ROOT))]
     workdir = Path(tempfile.mkdtemp(prefix="collector-bench-"))
     script = batch_script(workdir)
     topics = {name: f"collector-bench-{uuid.uuid4().hex[:8]}" for name, _, _ in variants}

@@ -1,13 +1,13 @@
 """Freshness: time from the collector's 2xx to the event being visible in Druid SQL.
 
 Runs a private deployment — a collector (`clickpipe collector`) and one Faust worker
-(`app.testing.Run`) on private topics, and private Druid datasources on those topics through
+(`tests.support.pipeline.Run`) on private topics, and private Druid datasources on those topics through
 the generated specs — keeps a steady background load of clicks flowing into the collector,
 and sends probe clicks one at a time, each with its own page path. A poller queries Druid
 SQL every ``--poll`` seconds for probe paths; a probe's freshness is the first poll that sees
 it minus the moment the collector answered 2xx. Everything it created is removed at the end.
 
-    .venv/bin/python bench/druid_freshness.py [--probes 200] [--load 200] [--interval 0.25] [--poll 0.1]
+    .venv/bin/python -m bench.druid_freshness [--probes 200] [--load 200] [--interval 0.25] [--poll 0.1]
 
 Prints p50, p95 and the maximum in milliseconds.
 """
@@ -28,14 +28,13 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from app.testing import Run, free_port  # noqa: E402
-from clickpipe.config import load  # noqa: E402
-from druid import supervisors  # noqa: E402
-from druid.client import DruidError  # noqa: E402
-from druid.testing import count_rows, private_druid, private_env, wait_for  # noqa: E402
+from clickpipe.config import load
+from druid import supervisors
+from druid.client import DruidError
+from tests.support import ROOT
+from tests.support.druid import count_rows, private_druid, private_env, wait_for
+from tests.support.net import free_port
+from tests.support.pipeline import Run
 
 UA = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 BATCH = 20

@@ -8,7 +8,7 @@ rows are served by the real-time ingestion task, and after suspending the superv
 makes the tasks publish and hand their segments off to the historical. Everything it
 created is removed at the end.
 
-    .venv/bin/python bench/druid_queries.py [--events 1000000] [--repeat 5] [--seed 7]
+    .venv/bin/python -m bench.druid_queries [--events 1000000] [--repeat 5] [--seed 7]
 
 Prints a Markdown table (median and slowest of the repeats, in milliseconds).
 """
@@ -20,16 +20,14 @@ import random
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import schemas  # noqa: E402
-from clickpipe.config import load  # noqa: E402
-from druid import queries, supervisors  # noqa: E402
-from druid.client import DruidClient, DruidError  # noqa: E402
-from druid.testing import count_rows, enriched_click, private_druid, private_env, produce_rows, session, wait_for  # noqa: E402,E501
+import schemas
+from clickpipe.config import load
+from druid import queries, supervisors
+from druid.client import DruidClient, DruidError
+from tests.support.druid import count_rows, private_druid, private_env, produce_rows, wait_for
+from tests.support.records import enriched_click, session
 
 HOUR_MS = 3_600_000
 REFERRERS = [("direct", None, None)] * 4 + [("search", "Google", "www.google.com"), ("search", "Bing", "www.bing.com"),

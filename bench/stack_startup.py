@@ -3,7 +3,7 @@
 Runs a private stack (own ports, state and — for the cold run — cache directory under a
 temporary folder) through the real command line, so a stack already running is untouched.
 
-    .venv/bin/python bench/stack_startup.py [--keep-cache DIR]
+    .venv/bin/python -m bench.stack_startup [--keep-cache DIR]
 
 Cold = empty jar cache and empty state (first run on a fresh machine: Maven downloads
 everything). Warm = jars cached, fresh state. Restart = jars cached, existing state
