@@ -2,7 +2,8 @@
 
 The ground (configuration, topics, message formats) imports nothing of the project's, so
 anything can build on it; the command line sits on top and nothing imports it. A new
-package must be placed in a layer here.
+package must be placed in a layer here. The tests and benchmarks (``tests``, ``bench``) are
+not packages of the product, and nothing in the product imports them.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ LAYERS = [
     {"commands"},  # the clickpipe command line and launcher
 ]
 PACKAGES = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists())
+OUTSIDE = {"tests", "bench"}  # beside the product: they import it, never the other way round
 
 
 def layer_of(package: str) -> int:
@@ -52,10 +54,19 @@ def test_every_package_has_a_layer():
     assert [p for p in PACKAGES if not any(p in layer for layer in LAYERS)] == []
 
 
+def modules_of(package: str) -> dict[str, str]:
+    """Source of each module of ``package``, by its path in the repository."""
+    return {str(f.relative_to(ROOT)): f.read_text() for f in (ROOT / package).rglob("*.py")}
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_no_package_imports_from_a_layer_above_its_own(package):
-    modules = {str(f.relative_to(ROOT)): f.read_text() for f in (ROOT / package).rglob("*.py")}
-    assert upward_imports(package, modules) == []
+    assert upward_imports(package, modules_of(package)) == []
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_package_imports_the_tests_or_the_benchmarks(package):
+    assert [name for name, source in sorted(modules_of(package).items()) if imported_packages(source) & OUTSIDE] == []
 
 
 def test_an_upward_import_is_found():
