@@ -6,11 +6,11 @@ from pathlib import Path
 
 import faust
 
+import tables
 from agents import enrich
 from app import faust_internals, localstate, logs
-from app.metrics import Metrics
 from app.faust_internals import App
-import tables
+from app.metrics import Metrics
 
 
 def brokers(bootstrap: str) -> list[str]:

@@ -98,7 +98,8 @@ HOOKS: list[tuple[Any, str, tuple[str, ...] | None]] = [
 
 
 def check(hooks: list[tuple[Any, str, tuple[str, ...] | None]] | None = None) -> None:
-    """Raise :class:`FaustIncompatible` naming the first hook (of :data:`HOOKS`) the installed Faust lacks or has changed."""
+    """Raise :class:`FaustIncompatible` naming the first hook (of :data:`HOOKS`) the installed Faust lacks or has
+    changed."""
     version = getattr(faust, "__version__", "?")
     for owner, name, params in HOOKS if hooks is None else hooks:
         where = f"{owner.__module__}.{owner.__qualname__}.{name}"
@@ -231,7 +232,8 @@ class App(faust.App):
         """
         if not (self.in_transaction and self.conf.stream_publish_on_commit):
             return frozenset()
-        return frozenset(t.changelog_topic_name for t in self.tables.values() if getattr(t, "transactional_only", False))
+        return frozenset(t.changelog_topic_name for t in self.tables.values()
+                         if getattr(t, "transactional_only", False))
 
     def _new_transport(self):
         return _Transport(self.conf.broker_consumer, self)

@@ -62,7 +62,7 @@ def row_agent(app: faust.App, source_topic: str, outputs: Mapping[str, str], met
                     continue
                 emitted: dict[str, list[Mapping[str, Any]]] = {key: [] for key in out}
                 try:
-                    fn(iter(rows), lambda output, record: emitted[output].append(record))
+                    fn(iter(rows), lambda output, record, emitted=emitted: emitted[output].append(record))
                     values = {key: schemas.encode_rows(writer, records) for key, records in emitted.items() if records}
                 except Exception as exc:  # a bug in fn, or a record that does not fit: skip the message, loudly
                     metrics.dropped.labels("error").inc()

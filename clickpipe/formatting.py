@@ -29,10 +29,10 @@ def render(rows: Sequence[dict[str, Any]], fmt: str = "table", max_width: int = 
     widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
     numeric = [any(isinstance(r.get(c), (int, float)) for r in rows)
                and all(isinstance(r.get(c), (int, float)) or r.get(c) is None for r in rows) for c in columns]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=False)).rstrip()]
     for line in cells:
         lines.append("  ".join(v.rjust(w) if num else v.ljust(w)
-                               for v, w, num in zip(line, widths, numeric)).rstrip())
+                               for v, w, num in zip(line, widths, numeric, strict=False)).rstrip())
     return "\n".join(lines)
 
 

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client import REGISTRY, multiprocess
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 
 ACCEPTED = Counter("clickpipe_collector_accepted_events", "Events accepted and queued for Kafka.", ["source"])
 REJECTED = Counter("clickpipe_collector_rejected_events", "Events or requests refused, by reason.", ["reason"])

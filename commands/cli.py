@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     stack_sub.add_parser("down", help="stop every service the stack started; keep data")
     stack_sub.add_parser("status", help="each service's pid, address and health (exit 3 if any is not healthy)")
     stack_sub.add_parser("reset", help="stop everything and wipe the state directory")
-    restart = stack_sub.add_parser("restart", help="stop the named services (default: all), then start and wait as `up` does")
+    restart = stack_sub.add_parser(
+        "restart", help="stop the named services (default: all), then start and wait as `up` does")
     restart.add_argument("services", nargs="*", help="kafka, zookeeper, druid-coordinator, druid-indexer, ...")
     stack_sub.add_parser("topics", help="create the pipeline topics if missing")
     stack_sub.add_parser("prune", help="delete cached jar closures of poms this checkout no longer uses "

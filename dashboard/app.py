@@ -19,7 +19,8 @@ from typing import Any, Callable
 
 import falcon
 
-from clickpipe.config import Settings, settings as default_settings
+from clickpipe.config import Settings
+from clickpipe.config import settings as default_settings
 from druid.client import DruidError
 from druid.queries import Reports
 

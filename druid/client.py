@@ -86,7 +86,8 @@ class DruidClient:
         of segments that were just dropped.
         """
         tasks = [t["id"] for state in ("waiting", "pending", "running")
-                 for t in self._call("GET", "/druid/indexer/v1/tasks", params={"datasource": datasource, "state": state})]
+                 for t in self._call("GET", "/druid/indexer/v1/tasks",
+                                     params={"datasource": datasource, "state": state})]
         for task_id in tasks:
             self._call("POST", f"/druid/indexer/v1/task/{task_id}/shutdown")
         return tasks

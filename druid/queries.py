@@ -280,7 +280,7 @@ class Reports:
         return [{"step": i + 1, by: step, "sessions": n,
                  "of_first": n / reached[0] if reached[0] else None,
                  "of_previous": n / reached[i - 1] if i and reached[i - 1] else (1.0 if n else None)}
-                for i, (step, n) in enumerate(zip(steps, reached))]
+                for i, (step, n) in enumerate(zip(steps, reached, strict=False))]
 
 
 REPORTS: dict[str, Callable[..., list[dict[str, Any]]]] = {

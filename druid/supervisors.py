@@ -64,7 +64,8 @@ def status(client: DruidClient, settings: Settings) -> list[dict[str, Any]]:
 
     ``unparseable`` (lines that are not a JSON row: dropped) and ``with_errors`` (rows ingested
     without a value that does not fit its column) count what the supervisor's current reading
-    and publishing tasks met since they started; a replica's rows are counted once. ``parse_exceptions`` lists what those tasks saved (:data:`druid.specs.TUNING`),
+    and publishing tasks met since they started; a replica's rows are counted once.
+    ``parse_exceptions`` lists what those tasks saved (:data:`druid.specs.TUNING`),
     newest first: ``time`` (ISO, UTC), ``type`` and ``detail`` (Druid's message, one line).
     """
     running = set(client.supervisor_ids())

@@ -216,7 +216,8 @@ class Report:
                   f"error {'-' if self.session_error is None else f'{self.session_error:+.2%}'}, "
                   f"exact {self.exact_sessions}"
                   + ("" if self.closed_sessions is None else
-                     f", closed records {self.closed_sessions} ({self.closed_event_mismatches} with other event counts)"),
+                     f", closed records {self.closed_sessions} "
+                     f"({self.closed_event_mismatches} with other event counts)"),
                   "",
                   f"goals: party precision >= {GOALS['precision']} {mark[goals['precision']]}, "
                   f"party recall >= {GOALS['recall']} {mark[goals['recall']]}, "

@@ -182,7 +182,7 @@ class _Builder:
             if custom and tag is not None:
                 chosen = [e for e, p in pop.CUSTOM_EVENTS.get(kind, ()) if rng.random() < p]
                 offsets = sorted(rng.uniform(0.2, 0.9) for _ in chosen)
-                for event_type, offset in zip(chosen, offsets):
+                for event_type, offset in zip(chosen, offsets, strict=False):
                     event = {"event_type": event_type, "event_id": self.id(), "location": url,
                              "page_view_id": pv, "session_id": visit_id,
                              "params": pop.custom_params(rng, event_type, url), **tag}

@@ -120,7 +120,7 @@ SCREENS = {"desktop": ((1920, 1080, 1.0), (2560, 1440, 1.0), (1440, 900, 2.0), (
 
 def pick(rng: random.Random, weighted) -> object:
     """One value of a ((value, weight), ...) sequence."""
-    values, weights = zip(*weighted)
+    values, weights = zip(*weighted, strict=False)
     return rng.choices(values, weights)[0]
 
 

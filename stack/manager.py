@@ -134,7 +134,8 @@ class StackManager:
         return rows
 
     def create_topics(self) -> list[str]:
-        """Create the pipeline topics if missing (see :func:`clickpipe.topics.ensure_topics`). Returns the names created."""
+        """Create the pipeline topics if missing (see :func:`clickpipe.topics.ensure_topics`).
+        Returns the names created."""
         s = self.settings
         names = [s.topic_raw, s.topic_enriched, s.topic_sessions, s.topic_dead_letters]
         try:

@@ -15,7 +15,6 @@ Runs after ``urls`` (reads ``url_host`` and ``utm_source``). The first class tha
 from __future__ import annotations
 
 import functools
-
 import re
 from urllib.parse import parse_qsl
 

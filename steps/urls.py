@@ -22,7 +22,7 @@ def split(url: str | None) -> SplitResult | None:
         return None
     try:
         parts = urlsplit(url.strip())
-        parts.hostname  # raises for some malformed netlocs (bad brackets)
+        _ = parts.hostname  # raises for some malformed netlocs (bad brackets)
     except ValueError:
         return None
     return parts
@@ -62,7 +62,7 @@ def url_fields(location: str | None) -> tuple[tuple[str, str | None], ...]:
         return tuple((name, None) for name in URL_FIELDS + UTM_FIELDS)
     values = (parts.scheme.lower() or None, host_of(parts), parts.path or None, parts.query or None,
               parts.fragment or None)
-    return tuple(zip(URL_FIELDS, values)) + tuple(campaign(parts.query).items())
+    return tuple(zip(URL_FIELDS, values, strict=False)) + tuple(campaign(parts.query).items())
 
 
 class Urls:
