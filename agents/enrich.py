@@ -18,11 +18,21 @@ contains can stop the agent: every failure becomes a dead letter with a reason.
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 
 import faust
 
 import schemas
-from agents.messages import SWEEP_PARTY, DeadLetter, EventProcessor, Outcome, control_kind, parse_sweep, read_events
+from agents.messages import (
+    SWEEP_PARTY,
+    DeadLetter,
+    EventProcessor,
+    Headers,
+    Outcome,
+    control_kind,
+    parse_sweep,
+    read_events,
+)
 from agents.sweeps import Sweeper
 from app.metrics import Metrics
 from app.outbox import output_topic
@@ -57,7 +67,7 @@ class Enricher:
         Returns how many events (or control messages) it held.
         """
         msg = event.message
-        headers = list(msg.headers or ())
+        headers = cast(Headers, list(msg.headers or ()))  # Kafka gives (str, bytes) pairs; Faust types them loosely
         kind = control_kind(headers)
         if kind is not None:
             try:

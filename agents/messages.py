@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, MutableMapping
+from typing import Any, Callable, Iterable, Mapping, MutableMapping, cast
 
 import orjson
 
@@ -239,8 +239,9 @@ def parse_sweep(key: bytes | None, value: bytes | None) -> Sweep:
     Raises :class:`steps.Drop` (``bad-control``) for anything else.
     """
     try:
-        body = orjson.loads(value)
-        keys = [str(k) for k in body["keys"]] if "keys" in body else [key.decode()]
+        # a missing value or key raises too (JSONDecodeError, AttributeError): a bad control message
+        body = orjson.loads(cast(bytes, value))
+        keys = [str(k) for k in body["keys"]] if "keys" in body else [cast(bytes, key).decode()]
         return Sweep(int(body["now"]), keys, None if body.get("id") is None else str(body["id"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise Drop("bad-control", repr(exc)) from None

@@ -47,8 +47,8 @@ class Sweeper:
         self.tables = tables
         self.metrics = metrics
         self.pipeline = pipeline
-        self.parties = ExpiryIndex()
-        self.ips = ExpiryIndex()
+        self.parties: ExpiryIndex[str] = ExpiryIndex()
+        self.ips: ExpiryIndex[str] = ExpiryIndex()
         self.watermark: dict[int, int] = {}  # partition -> latest server_time processed
         self.position: dict[int, int] = {}  # partition -> offset of the latest message processed
         # sweep messages sent and not yet seen back: id -> (sent at, kind, partition, keys)
@@ -67,7 +67,8 @@ class Sweeper:
 
     def returned(self, sweep: Sweep) -> None:
         """A sweep message came back through the stream: no need to resend its keys."""
-        self.in_flight.pop(sweep.id, None)
+        if sweep.id is not None:  # older workers sent sweeps without an id: none is in flight
+            self.in_flight.pop(sweep.id, None)
 
     def _partitions(self) -> list[int]:
         return faust_internals.assigned_partitions(self.app, self.settings.topic_raw)
@@ -96,8 +97,9 @@ class Sweeper:
                 continue
             for kind in (SWEEP_PARTY, SWEEP_IP):
                 while keys := self.index(kind).pop_due(partition, clock, KEYS_PER_MESSAGE):
-                    sweep = Sweep(clock, keys, f"{self._incarnation}-{next(self._ids)}")
-                    self.in_flight[sweep.id] = (started, kind, partition, keys)
+                    sweep_id = f"{self._incarnation}-{next(self._ids)}"
+                    sweep = Sweep(clock, keys, sweep_id)
+                    self.in_flight[sweep_id] = (started, kind, partition, keys)
                     # outside any message: a plain send (a lost one is retried, see _retry_lost)
                     await faust_internals.send(self.app, self.settings.topic_raw, None, sweep.encode(), partition,
                                                [(CONTROL_HEADER, kind)])

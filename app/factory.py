@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import faust
-
 import tables
 from agents import enrich
 from app import faust_internals, localstate, logs
@@ -17,7 +15,7 @@ def brokers(bootstrap: str) -> list[str]:
     return [f"kafka://{server.strip()}" for server in bootstrap.split(",") if server.strip()]
 
 
-def base_app(settings, metrics: Metrics) -> faust.App:
+def base_app(settings, metrics: Metrics) -> App:
     """A Faust app with the pipeline's runtime settings and ``/metrics``, without agents or tables.
 
     As a worker starts, the changelog topics of every table defined by then are created and
@@ -49,7 +47,7 @@ def base_app(settings, metrics: Metrics) -> faust.App:
         producer_request_timeout=60.0,
     )
 
-    @app.on_worker_init.connect
+    @app.on_worker_init.connect  # type: ignore[arg-type]  # mode's signal handler type rejects any plain handler
     def declare_changelogs(sender, **kwargs):
         tables.declare_changelogs(settings, app.tables.values())  # the tables defined by then: all
 
@@ -60,18 +58,18 @@ def base_app(settings, metrics: Metrics) -> faust.App:
     return app
 
 
-def create_app(settings) -> faust.App:
+def create_app(settings) -> App:
     """The pipeline: tables, the enrich agent, the sweep timer, ``/metrics``."""
     metrics = Metrics()
     app = base_app(settings, metrics)
     app.clickpipe_tables = tables.define(app, settings)
     app.clickpipe_enricher = enrich.register(app, settings, app.clickpipe_tables, metrics)
 
-    @app.on_worker_init.connect
+    @app.on_worker_init.connect  # type: ignore[arg-type]  # mode's signal handler type rejects any plain handler
     def claim_local_state(sender, **kwargs):
         localstate.claim(settings.pipeline_datadir, Path(app.conf.tabledir))
 
-    @app.on_before_shutdown.connect
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]  # mode's signal handler type rejects any plain handler
     async def release_local_state(sender, **kwargs):
         if getattr(app, "crash_reason", None) is None:
             localstate.release(settings.pipeline_datadir)

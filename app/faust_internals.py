@@ -48,7 +48,7 @@ rebalance, since a transactional changelog ends with a marker, not a record (see
 from __future__ import annotations
 
 import inspect
-from typing import Any, Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, cast
 
 import faust
 from faust.app._attached import Attachments
@@ -58,6 +58,11 @@ from faust.stores import rocksdb
 from faust.streams import current_event
 from faust.tables.base import Collection
 from faust.transport.drivers import aiokafka as driver
+from faust.types import AppT
+
+if TYPE_CHECKING:
+    from agents.enrich import Enricher
+    from tables import Tables
 
 
 class FaustIncompatible(RuntimeError):
@@ -128,7 +133,7 @@ def attach(channel, key, value, partition: int, key_serializer, value_serializer
     event = current_event()
     if event is None:
         raise RuntimeError("nothing to attach to: not handling a record (write only while handling one)")
-    return event._attach(channel, key, value, partition=partition, key_serializer=key_serializer,
+    return cast(Event, event)._attach(channel, key, value, partition=partition, key_serializer=key_serializer,
                          value_serializer=value_serializer, callback=callback)
 
 
@@ -137,7 +142,7 @@ def changelog_sent_callback(table: faust.Table) -> Callable:
     return table._on_changelog_sent
 
 
-def source_transactional_id(app: faust.App, source_topic: str, partition: int) -> str | None:
+def source_transactional_id(app: AppT, source_topic: str, partition: int) -> str | None:
     """Faust's transactional id for ``partition`` of the consumed topic (None without transactions)."""
     if not app.in_transaction:
         return None
@@ -145,7 +150,7 @@ def source_transactional_id(app: faust.App, source_topic: str, partition: int) -
     return f"{app.conf.id}-{group}-{partition}"
 
 
-async def send(app: faust.App, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
+async def send(app: AppT, topic: str, key: bytes | None, value: bytes | None, partition: int | None,
                headers, transactional_id: str | None = None) -> Awaitable:
     """Hand raw bytes to the app's producer (with the transactional producer of ``transactional_id``)."""
     return await app.producer.send(topic, key, value, partition, None, headers, transactional_id=transactional_id)
@@ -153,7 +158,7 @@ async def send(app: faust.App, topic: str, key: bytes | None, value: bytes | Non
 
 # --- what this worker holds -----------------------------------------------------------------
 
-def assigned_partitions(app: faust.App, topic: str) -> list[int]:
+def assigned_partitions(app: AppT, topic: str) -> list[int]:
     """The partitions of ``topic`` actively assigned to this worker, sorted."""
     return sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic)
 
@@ -172,7 +177,7 @@ def partition_items(table: faust.Table) -> Iterator[tuple[int, Any, Any]]:
     Each partition has its own database; reading them one by one is how to know an entry's
     partition (one key may have an entry in several).
     """
-    store = table.data
+    store = cast(rocksdb.Store, table.data)  # the pipeline's tables are RocksDB-backed
     actives = set(assigned_partitions(table.app, table.changelog_topic_name))
     for partition, db in list(store._dbs.items()):
         if partition in actives:
@@ -222,6 +227,10 @@ class _Transport(driver.Transport):
 
 class App(faust.App):
     """A :class:`faust.App` with the rebalance fixes of this module."""
+
+    # set by app.factory.create_app
+    clickpipe_tables: Tables
+    clickpipe_enricher: Enricher
 
     def marker_ended_topics(self) -> frozenset[str]:
         """Changelog topics written only in transactions: their last offset is a transaction marker.

@@ -54,7 +54,10 @@ def fetch_test_databases(cache_dir: Path) -> Path:
                     continue
                 dest = staging / inner.removeprefix("tests/data/")
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                with tar.extractfile(member) as src, open(dest, "wb") as out:
+                src = tar.extractfile(member)
+                if src is None:  # never for a regular file (isfile above)
+                    continue
+                with src, open(dest, "wb") as out:
                     shutil.copyfileobj(src, out)
         (staging / _MARKER).write_text(MAXMINDDB_VERSION)
         target.parent.mkdir(parents=True, exist_ok=True)

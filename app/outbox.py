@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Callable
+from typing import Callable, cast
 
 import faust
 
@@ -48,17 +48,20 @@ class OutputTopic(faust.Topic):
         message = fut.message
         topic = self.get_topic_name()
         tid = faust_internals.source_transactional_id(self.app, self.source_topic, message.partition)
-        delivery = await faust_internals.send(self.app, topic, message.key, message.value, message.partition,
-                                              message.headers, transactional_id=tid)
+        # the producer's send gives a future (typed as a plain Awaitable)
+        sent = await faust_internals.send(self.app, topic, message.key, message.value, message.partition,
+                                          message.headers, transactional_id=tid)
+        delivery = cast(asyncio.Future, sent)
         delivery.add_done_callback(lambda f: self._delivered(topic, f))
         if wait:
             await delivery
         return delivery
 
     def _delivered(self, topic: str, fut: asyncio.Future) -> None:
-        if not fut.cancelled() and fut.exception() is not None:
-            log.error("delivery to %s failed: %r", topic, fut.exception())
-            self.on_error(topic, fut.exception())
+        exc = None if fut.cancelled() else fut.exception()
+        if exc is not None:
+            log.error("delivery to %s failed: %r", topic, exc)
+            self.on_error(topic, exc)
 
 
 def output_topic(app: faust.App, name: str, source_topic: str, partitions: int,

@@ -46,8 +46,11 @@ class Setting:
 
     def read(self, raw: str) -> Any:
         """The value of ``raw``; :class:`ConfigError` naming the variable if it cannot be used."""
+        parse = self.parse
+        if parse is None:  # settings() gives every declared setting a parser
+            raise TypeError(f"{self.variable} has no parser")
         try:
-            value = self.parse(raw)
+            value = parse(raw)
         except ValueError as e:
             raise ConfigError(f"{self.variable}={raw!r} {e}") from None
         if self.minimum is not None and value < self.minimum:

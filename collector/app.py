@@ -28,7 +28,7 @@ _sink: Sink | None = None
 
 def create_app(config: Settings, sink: Sink) -> falcon.App:
     """The Falcon app for ``config`` producing through ``sink``."""
-    middleware = []
+    middleware: list[falcon.CORSMiddleware] = []
     if config.collector_cors_origins:
         # Exact origins only (never "*"): the tag sends the party cookie with credentials.
         origins = list(config.collector_cors_origins)

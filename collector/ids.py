@@ -19,6 +19,9 @@ def new_id() -> str:
     """
     return secrets.token_urlsafe(16)
 
+_prefix: str
+_sequence: itertools.count[int]
+
 
 def _reset_sequence() -> None:
     global _prefix, _sequence

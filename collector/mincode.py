@@ -39,7 +39,7 @@ class _Reader:
         return c
 
     def string(self) -> str:
-        out = []
+        out: list[str] = []
         while True:
             c = self.char()
             if c == "!":

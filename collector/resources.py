@@ -100,7 +100,7 @@ class PixelResource(_PixelBase):
         record = to_record(event, ctx, self.intake.settings.collector_max_params)
         if isinstance(record, Rejection):
             return self._refuse(resp, record.reason)
-        if self._queue(resp, record, source) and record["party_id"] == ctx.party_id:
+        if self._queue(resp, record, source) and ctx.party_id is not None and record["party_id"] == ctx.party_id:
             self.intake.set_party_cookie(req, resp, ctx.party_id)
 
 
@@ -140,25 +140,31 @@ class EventsResource:
 
     def _read(self, req: falcon.Request, resp: falcon.Response) -> list | None:
         if media_type(req.content_type) != "application/json":
-            return _error(resp, falcon.HTTP_415, "content_type", "send Content-Type: application/json")
+            _error(resp, falcon.HTTP_415, "content_type", "send Content-Type: application/json")
+            return None
         if req.content_length is not None and req.content_length > self.max_body:
-            return _error(resp, falcon.HTTP_413, "too_large", f"body exceeds {self.max_body} bytes")
+            _error(resp, falcon.HTTP_413, "too_large", f"body exceeds {self.max_body} bytes")
+            return None
         # Falcon's bounded stream reads nothing without Content-Length; a chunked body is
         # read from the server's own (terminated) stream, still capped at max_body + 1.
         stream = req.bounded_stream if req.content_length is not None else req.stream
         body = stream.read(self.max_body + 1)
         if len(body) > self.max_body:
-            return _error(resp, falcon.HTTP_413, "too_large", f"body exceeds {self.max_body} bytes")
+            _error(resp, falcon.HTTP_413, "too_large", f"body exceeds {self.max_body} bytes")
+            return None
         try:
             events = json.loads(body)
         except (ValueError, RecursionError):
-            return _error(resp, falcon.HTTP_400, "invalid_json", "body is not valid UTF-8 JSON")
+            _error(resp, falcon.HTTP_400, "invalid_json", "body is not valid UTF-8 JSON")
+            return None
         if not isinstance(events, list) or not events:
-            return _error(resp, falcon.HTTP_400, "not_a_batch", "body must be a non-empty JSON array of events")
+            _error(resp, falcon.HTTP_400, "not_a_batch", "body must be a non-empty JSON array of events")
+            return None
         if len(events) > self.max_events:
-            return _error(
+            _error(
                 resp, falcon.HTTP_413, "too_many_events", f"at most {self.max_events} events per request", len(events)
             )
+            return None
         return events
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -195,7 +201,7 @@ class EventsResource:
             for index, _ in records[accepted:]:
                 reject("queue_full")
                 rejected.append({"index": index, "reason": "queue_full"})
-            if any(r["party_id"] == ctx.party_id for _, r in records[:accepted]):
+            if ctx.party_id is not None and any(r["party_id"] == ctx.party_id for _, r in records[:accepted]):
                 self.intake.set_party_cookie(req, resp, ctx.party_id)
         resp.status = falcon.HTTP_200 if accepted else falcon.HTTP_400
         resp.media = {"accepted": accepted, "rejected": rejected}

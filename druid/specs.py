@@ -21,7 +21,7 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 import schemas
 from clickpipe.config import Settings
@@ -182,7 +182,8 @@ def problems(ds: Datasource, versions: list[schemas.Schema] | None = None) -> li
             check(metric.field, allowed, f"{metric.type} metric field")
         if (metric.type == "countWhere") != (metric.equals is not None):
             found.append(f"metric {metric.name!r}: `equals` goes with type countWhere only")
-        elif metric.type == "countWhere" and "boolean" in fields.get(metric.field, set()):
+        elif (metric.type == "countWhere" and metric.field is not None
+              and "boolean" in fields.get(metric.field, set())):
             if fields[metric.field] != {"boolean"} or metric.equals not in _BOOLEAN_LITERALS:
                 found.append(f"metric {metric.name!r}: boolean field {metric.field!r} compares with "
                              f"`equals` \"true\" or \"false\" only")
@@ -223,9 +224,10 @@ def _flag_expression(metric: Metric, field_types: set[str]) -> str:
     Druid 33 hands a JSON boolean to expressions as the long 1 or 0 (a string dimension stores
     it as "true" / "false"), so a boolean field compares with 1 / 0; null matches neither.
     """
+    equals = cast(str, metric.equals)  # a countWhere metric has `equals` (validate)
     if field_types == {"boolean"}:
-        return f'if("{metric.field}" == {_BOOLEAN_LITERALS[metric.equals]}, 1, 0)'
-    return f'if("{metric.field}" == {_druid_literal(metric.equals)}, 1, 0)'
+        return f'if("{metric.field}" == {_BOOLEAN_LITERALS[equals]}, 1, 0)'
+    return f'if("{metric.field}" == {_druid_literal(equals)}, 1, 0)'
 
 
 def _metric_spec(metric: Metric) -> dict[str, Any]:
@@ -260,7 +262,9 @@ def build(ds: Datasource, settings: Settings, versions: list[schemas.Schema] | N
     rows: dict[str, Any] = {"type": "json", "assumeNewlineDelimited": True}
     if flatten:
         rows["flattenSpec"] = {"useFieldDiscovery": True, "fields": flatten}
-    transforms = [{"type": "expression", "name": _flag(m), "expression": _flag_expression(m, fields[m.field])}
+    # a countWhere metric has a field (validate)
+    transforms = [{"type": "expression", "name": _flag(m),
+                   "expression": _flag_expression(m, fields[cast(str, m.field)])}
                   for m in ds.metrics if m.type == "countWhere"]
     # A transform named like its input replaces it: URLs keep scheme, host and path only.
     transforms += [{"type": "expression", "name": name, "expression": f"regexp_extract(\"{name}\", '^[^?#]*')"}

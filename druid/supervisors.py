@@ -107,7 +107,7 @@ def _counted(stats: dict[str, dict[str, Any]], counter: str) -> int:
     return sum(max(map(of, group.values()), default=0) for group in stats.values())
 
 
-def _parse_exception(report: dict[str, Any]) -> dict[str, str]:
+def _parse_exception(report: dict[str, Any]) -> dict[str, str | None]:
     """A saved parse exception as ``time``, ``type`` and one printable line of ``detail``.
 
     Druid's ``input`` is left out: it is the whole row, personal data included; an

@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, cast
 
 import fastavro
 import orjson
@@ -94,7 +94,7 @@ class Schema:
 def _make(source: Mapping[str, Any]) -> Schema:
     parsed = parse_schema(dict(source))  # keeps fastavro's parsed hint: no re-parse per record
     fp = fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO")
-    return Schema(name=parsed["name"], fingerprint=fp, parsed=parsed, source=source)
+    return Schema(name=cast(dict[str, Any], parsed)["name"], fingerprint=fp, parsed=parsed, source=source)
 
 
 _current: dict[str, Schema] = {}
@@ -184,10 +184,10 @@ def decode(data: bytes, writer: Schema, reader: Schema | None = None) -> dict[st
         raise SchemaError(f"undecodable {writer.name}: {type(exc).__name__}: {exc}") from exc
     if buf.tell() != len(data):
         raise SchemaError(f"undecodable {writer.name}: {len(data) - buf.tell()} trailing bytes")
-    return record
+    return cast(dict[str, Any], record)
 
 
-RawEvent = tuple[bytes, list[tuple[str, bytes]]]
+RawEvent = tuple[bytes | None, list[tuple[str, bytes]]]
 
 
 def encode_batch(events: Iterable[bytes], event_writer: Schema) -> bytes:
@@ -195,7 +195,7 @@ def encode_batch(events: Iterable[bytes], event_writer: Schema) -> bytes:
     return encode(current("RawBatch"), {"event_schema": event_writer.fingerprint, "events": list(events)})
 
 
-def raw_events(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None) -> list[RawEvent]:
+def raw_events(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | None) -> list[RawEvent]:
     """The events of a raw-topic message as (value, headers) pairs, each as a single-event message.
 
     A RawBatch gives one pair per event, its headers naming the event schema the batch declares
@@ -203,14 +203,14 @@ def raw_events(value: bytes, headers: Iterable[tuple[str, bytes | None]] | None)
     stays one bad event). Any other message is returned as its own single event, untouched.
     Raises :class:`SchemaError` only for a RawBatch whose envelope cannot be decoded.
     """
-    headers = [(k, v) for k, v in (headers or ()) if v is not None]
+    present: list[tuple[str, bytes]] = [(k, v) for k, v in (headers or ()) if v is not None]
     try:
-        writer = writer_from_headers(headers)
+        writer = writer_from_headers(present)
     except SchemaError:
-        return [(value, headers)]
+        return [(value, present)]
     if writer.name != "clickpipe.RawBatch":
-        return [(value, headers)]
-    batch = decode(value, writer)
+        return [(value, present)]
+    batch = decode(value or b"", writer)  # no value reads as empty: undecodable
     fingerprint_ = batch["event_schema"].encode()
     known = _by_fingerprint.get(batch["event_schema"])
     event_headers = [(HEADER_NAME, (known.name if known else "clickpipe.RawClick").encode()),

@@ -24,7 +24,7 @@ import collections
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Iterable, cast
 
 import schemas
 from simulate.truth import GroundTruth
@@ -85,10 +85,12 @@ def read_outputs(truth: GroundTruth, bootstrap: str, enriched_topic: str, sessio
         complete_at = None
         while time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=5000, timeout=0.5):
-                if msg.error() is not None or msg.value() is None:
+                value = msg.value()
+                if msg.error() is not None or value is None:
                     continue
                 try:
-                    records = schemas.decode_rows(msg.value(), msg.headers())
+                    # the pipeline writes (str, bytes) header pairs
+                    records = schemas.decode_rows(value, cast(list[tuple[str, bytes | None]] | None, msg.headers()))
                 except schemas.SchemaError:
                     out.undecodable += 1
                     continue

@@ -19,7 +19,11 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections.abc import Iterable
+from typing import TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+T = TypeVar("T")
 
 DESKTOP_UAS = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
@@ -118,7 +122,7 @@ SCREENS = {"desktop": ((1920, 1080, 1.0), (2560, 1440, 1.0), (1440, 900, 2.0), (
            "mobile": ((390, 844, 3.0), (412, 915, 2.625), (360, 800, 3.0), (820, 1180, 2.0))}
 
 
-def pick(rng: random.Random, weighted) -> object:
+def pick(rng: random.Random, weighted: Iterable[tuple[T, float]]) -> T:
     """One value of a ((value, weight), ...) sequence."""
     values, weights = zip(*weighted, strict=False)
     return rng.choices(values, weights)[0]

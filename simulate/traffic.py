@@ -195,8 +195,9 @@ async def _run(parties: Iterator[Party], url: str, duration_s: float, concurrenc
             for task in pending:
                 task.cancel()
             for task in done:
-                if task.exception() is not None:
-                    raise task.exception()
+                exc = task.exception()
+                if exc is not None:
+                    raise exc
         if time.monotonic() < deadline:  # the run lasts its duration even if the plan ran out early
             await asyncio.sleep(deadline - time.monotonic())
         stats.elapsed_s = min(time.monotonic(), deadline) - t0

@@ -123,7 +123,7 @@ class StackManager:
 
     def status(self) -> list[dict[str, object]]:
         """One row per service: name, pid (or None), address, and whether it answers health checks."""
-        rows = []
+        rows: list[dict[str, object]] = []
         for svc in self.services:
             pid = svc.process.pid()
             rows.append({

@@ -91,6 +91,7 @@ class Bots:
             state["js"] = True
 
         ua = record.get("user_agent")
+        reason: str | None
         if not ua or not ua.strip():
             reason = "empty-ua"
         elif record.get("webdriver"):

@@ -80,7 +80,7 @@ class Referrer:
             return "campaign", host, utm_source, None
         if not referrer or not referrer.strip():
             return "direct", None, None, None
-        if host is None:
+        if host is None or parts is None:  # no parts gives no host
             return "other", None, None, None
         if _bare(host) == _bare(page_host) or any(s in self.internal_hosts for s in _suffixes(host)):
             return "internal", host, None, None
@@ -89,9 +89,9 @@ class Referrer:
                 term = next((v for k, v in parse_qsl(parts.query) if k == param and v), None)
                 return "search", host, name, term
         for suffix in _suffixes(host):
-            name = SOCIAL_NETWORKS.get(suffix)
-            if name is not None:
-                return "social", host, name, None
+            social = SOCIAL_NETWORKS.get(suffix)
+            if social is not None:
+                return "social", host, social, None
         return "other", host, None, None
 
     def __call__(self, record: Record, ctx: Context) -> Record:

@@ -93,8 +93,10 @@ def rocksdb_options(settings) -> dict:
 def define(app: faust.App, settings) -> Tables:
     def table(name: str, help: str) -> AttachedTable:
         # keys: raw UTF-8 (the app default); values: JSON (the app default)
-        return app.tables.add(AttachedTable(app, name=name, beacon=app.tables.beacon, partitions=settings.partitions,
-                                            help=help, options=rocksdb_options(settings)))
+        attached = AttachedTable(app, name=name, beacon=app.tables.beacon, partitions=settings.partitions,
+                                 help=help, options=rocksdb_options(settings))
+        app.tables.add(attached)  # returns the table it adds
+        return attached
 
     return Tables(
         parties=table("parties", "Per-party state: dedup, bot counters, open session"),

@@ -14,12 +14,12 @@ no Kafka, no Faust.
 from __future__ import annotations
 
 import heapq
-from typing import Hashable, Iterable
+from typing import Generic, Hashable, Iterable, TypeVar
 
-Key = Hashable
+Key = TypeVar("Key", bound=Hashable)
 
 
-class ExpiryIndex:
+class ExpiryIndex(Generic[Key]):
     """Per partition: which keys are due for a sweep at a given clock.
 
     Each key has at most one live due time (:meth:`set`). Heap entries whose time is no longer
