@@ -1,19 +1,20 @@
-"""Baseline for the pipeline benchmark: decode each raw click and re-encode it, nothing else.
+"""Baseline for the pipeline benchmark: read each raw message's events, decode them, write them back.
 
 Same Faust runtime as the pipeline (exactly_once, outputs attached to offsets) without
-steps or tables, so the ratio full/pass-through isolates the cost of the
-processing itself. Run as ``faust -A bench.pipeline_passthrough worker``.
+steps or tables, so the ratio full/pass-through isolates the cost of the processing itself.
+Per raw message (a RawBatch, or a single RawClick) it does what the plain confluent-kafka
+baseline does (:func:`bench.confluent_passthrough.passthrough`): each event decoded alone,
+each decoded dict written as a JSON row, one output message of rows per input message, to the
+source message's partition number. ``records_in`` / ``records_out`` count events, as the
+pipeline's do. Run as ``faust -A bench.pipeline_passthrough worker``.
 """
 
-import schemas
 from app.factory import base_app
 from app.metrics import Metrics
 from app.outbox import output_topic
+from bench.confluent_passthrough import ROW_HEADERS, passthrough
 from clickpipe.config import settings
-from steps import Drop
-from steps.decode import decode
 
-RAW = schemas.current("RawClick")
 metrics = Metrics()
 app = base_app(settings, metrics)
 raw = app.topic(settings.topic_raw, key_serializer="raw", value_serializer="raw", partitions=settings.partitions)
@@ -24,14 +25,10 @@ records_out = metrics.records_out.labels(settings.topic_enriched)
 
 
 @app.agent(raw, name="passthrough", concurrency=1)
-async def passthrough(stream):
+async def passthrough_agent(stream):
     async for event in stream.events():
-        records_in.inc()
         msg = event.message
-        try:
-            record = decode(msg.value, msg.headers)
-        except Drop:
-            continue
-        record["session_id"] = record.pop("client_session_id")
-        await out.send(key=msg.key, value=schemas.encode(RAW, record), partition=msg.partition, headers=RAW.headers)
-        records_out.inc()
+        value, events = passthrough(msg.value, msg.headers)
+        records_in.inc(events)
+        await out.send(key=None, value=value, partition=msg.partition, headers=list(ROW_HEADERS))
+        records_out.inc(events)
