@@ -41,7 +41,8 @@ from tables import Tables
 
 # Outputs wait in memory until the commit that covers their message publishes them; past this
 # many events since the agent last committed, it commits before reading on (backpressure).
-MAX_UNCOMMITTED = 20_000
+# At 20,000 a worker held ~1 GB and commits took 5-14 s, for no throughput gain (docs/benchmarks.md).
+MAX_UNCOMMITTED = 2_000
 
 
 class Enricher:
