@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from confluent_kafka import Producer
 
 import schemas
-from clickpipe.config import Settings, load, settings as default_settings
+from clickpipe.config import Settings, load
+from clickpipe.config import settings as default_settings
 from clickpipe.topics import delete_topics, ensure_topics
 from druid.client import DruidClient, DruidError
 
