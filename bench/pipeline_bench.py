@@ -126,7 +126,7 @@ def traffic(n: int, parties: int, seed: int = 7) -> list[dict]:
 
 
 def raw_messages(records: list[dict], batch: int, partitions: int) -> list[Message]:
-    """The raw-topic messages a collector forms from ``records`` (as :meth:`app.testing.Run.produce`).
+    """The raw-topic messages a collector forms from ``records`` (as :meth:`tests.support.pipeline.Run.produce`).
 
     ``batch`` > 0: RawBatch messages of up to ``batch`` events, each holding events of the
     partition their party's key hashes to, in order. ``batch`` = 0: one RawClick per event, keyed.

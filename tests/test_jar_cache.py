@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 from clickpipe.config import load
 from stack import jars
@@ -43,6 +45,11 @@ def test_a_closure_on_a_running_process_command_line_is_in_use(tmp_path):
     root.mkdir(parents=True)
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", f"-cp={root}/libs/*"])
     try:
+        # Popen returns after fork; until the child has exec'd, its command line is still pytest's
+        deadline = time.monotonic() + 10
+        while str(root).encode() not in Path(f"/proc/{proc.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.01)
         assert jars._in_use(root)
     finally:
         proc.kill()
