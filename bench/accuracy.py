@@ -66,7 +66,8 @@ def markdown(args, sent: dict, r: dict) -> str:
     return f"""
 ## Accuracy
 
-`.venv/bin/python -m bench.accuracy --duration {args.duration} --rate {args.rate:g} --gap {args.gap} --sweep {args.sweep} --seed {args.seed}`
+`.venv/bin/python -m bench.accuracy --duration {args.duration} --rate {args.rate:g} \
+--gap {args.gap} --sweep {args.sweep} --seed {args.seed}`
 — `clickpipe simulate` against a real collector and worker (session gap {args.gap} s, idle sweep
 {args.sweep} s, MaxMind test databases), then `clickpipe evaluate` on the ground truth.
 Measured {time.strftime('%Y-%m-%d')}:
@@ -75,7 +76,8 @@ Measured {time.strftime('%Y-%m-%d')}:
 |---|---|
 | run length | {sent['elapsed_s']} s |
 | events/s achieved (accepted incl. resends) | {sent['events_per_s']} |
-| parties / requests / events accepted / resent duplicates | {sent['parties']} / {sent['requests']} / {sent['accepted']} / {sent['resent']} |
+| parties / requests / events accepted / resent duplicates | {sent['parties']} / \
+{sent['requests']} / {sent['accepted']} / {sent['resent']} |
 | events not accepted / 503 retries | {sent['failed']} / {sent['retries']} |
 | sender lag behind plan, p99 / max | {sent['lag_p99_s']} s / {sent['lag_max_s']} s |
 | collector response time, p99 / max | {sent['response_p99_s']} s / {sent['response_max_s']} s |

@@ -55,7 +55,8 @@ from tests.support import ROOT
 from tests.support.net import free_port
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
-PIXEL_QUERY = "/p.gif?event_type=pageView&party_id=bench-party-0001&location=http%3A%2F%2Fshop.example%2Fp%2F1&screen_width=1920&screen_height=1080"
+PIXEL_QUERY = ("/p.gif?event_type=pageView&party_id=bench-party-0001"
+               "&location=http%3A%2F%2Fshop.example%2Fp%2F1&screen_width=1920&screen_height=1080")
 BATCH_SIZE = 20
 GTHREAD_THREADS = 4
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
@@ -426,7 +427,8 @@ def report(results: dict, classes: list[str], args, profiles: dict[str, str]) ->
         f" and {1e6 * BATCH_SIZE / own['batch']:,.0f} events/s per fully used core.",
     ]
     for run, table in profiles.items():
-        lines += ["", f"Profile of one collector worker during a {run} run (py-spy --gil: where the GIL-holding thread spends its samples, own time):", "",
+        lines += ["", f"Profile of one collector worker during a {run} run "
+                      "(py-spy --gil: where the GIL-holding thread spends its samples, own time):", "",
                   "| share | frame |", "|---:|---|", table]
     print("\n".join(lines))
 

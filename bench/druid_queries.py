@@ -49,7 +49,8 @@ class Synthetic:
         self.end_ms = int(time.time() * 1000) - 60_000
         self.start_ms = self.end_ms - hours * HOUR_MS
         self.pages = FUNNEL + [f"/products/{i}" for i in range(300)] + [f"/blog/{i}" for i in range(100)]
-        self.places = [(c, f"{c}-city-{i}") for c in ("GB", "DE", "US", "FR", "NL", "IN", "BR", "JP") for i in range(12)]
+        self.places = [(c, f"{c}-city-{i}")
+                       for c in ("GB", "DE", "US", "FR", "NL", "IN", "BR", "JP") for i in range(12)]
         self.sessions: list[dict] = []
 
     def clicks(self) -> Iterator[dict]:
@@ -140,7 +141,7 @@ def main() -> None:
         supervisors.apply(client, cfg)
         for ds, n in ((cfg.druid_clicks_datasource, args.events),
                       (cfg.druid_sessions_datasource, len(synthetic.sessions))):
-            got = wait_for(lambda: count_rows(client, ds), lambda got: got == n, timeout=1800, interval=5)
+            got = wait_for(lambda ds=ds: count_rows(client, ds), lambda got, n=n: got == n, timeout=1800, interval=5)
             if got != n:
                 sys.exit(f"{ds}: {got} rows of {n} after 30 min")
         print(f"ingested in {time.monotonic() - began:.0f} s", flush=True)
@@ -156,7 +157,7 @@ def main() -> None:
                               timeout=900, interval=5)
         # The broker learns the columns of handed-off segments on its next metadata refresh.
         for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
-            wait_for(lambda: _columns(client, ds), lambda columns: "visitors" in columns, timeout=300, interval=5)
+            wait_for(lambda ds=ds: _columns(client, ds), lambda columns: "visitors" in columns, timeout=300, interval=5)
         phases[f"historical ({handed_off})"] = _time_reports(reports, args.repeat)
 
     print(f"\n{args.events:,} clicks, {len(synthetic.sessions):,} sessions; window 24h; "

@@ -50,21 +50,25 @@ from faust.serializers import codecs
 
 import schemas
 from app.geodata import test_database_env
-from tests.support.pipeline import Run
 from clickpipe.config import load, settings
 from clickpipe.topics import partition_for
 from steps import Pipeline
+from tests.support.pipeline import Run
 
 ROOT = Path(__file__).resolve().parent.parent
 Message = tuple  # (partition or None, key or None, value, headers): one raw-topic message
 
 BROWSERS = [
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.{v} Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{v} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Mobile Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.{v} Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_{v} like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Chrome/{v}.0.0.0 Mobile Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:{v}.0) Gecko/20100101 Firefox/{v}.0",
-    "Mozilla/5.0 (iPad; CPU OS 16_{v} like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (iPad; CPU OS 16_{v} like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/16.6 Mobile/15E148 Safari/604.1",
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/{v}.0.0.0 Safari/537.36",
 ]
 BOTS = [
@@ -107,7 +111,8 @@ def traffic(n: int, parties: int, seed: int = 7) -> list[dict]:
         query = "?utm_source=news&utm_medium=email&utm_campaign=spring" if rng.random() < 0.05 else ""
         record = {
             "server_time": now, "client_time": now - 150, "source": "tag", "party_id": p, "session_id": None,
-            "page_view_id": f"pv{seq[p]}", "event_id": f"e{seq[p]}", "event_type": "pageView" if rng.random() < 0.7 else "click",
+            "page_view_id": f"pv{seq[p]}", "event_id": f"e{seq[p]}",
+            "event_type": "pageView" if rng.random() < 0.7 else "click",
             "location": f"https://shop.example.com{rng.choice(PATHS)}{query}",
             "referrer": "https://shop.example.com/" if ref == "INTERNAL" else ref,
             "user_agent": party_ua[p], "ip": party_ip[p], "screen_width": 1920, "screen_height": 1080,
@@ -192,7 +197,7 @@ def cpu_seconds(pid: int) -> float:
 
 def crossing(samples: list[tuple[float, float]], level: float) -> float:
     """The time ``samples`` (time, count) reach ``level``, interpolated between the two samples around it."""
-    for (t0, d0), (t1, d1) in zip(samples, samples[1:]):
+    for (t0, d0), (t1, d1) in zip(samples, samples[1:], strict=False):
         if d1 >= level:
             if d0 >= level or d1 == d0:
                 return t1 if d0 < level else t0
@@ -638,7 +643,7 @@ def steps_table(profiles: dict) -> str:
         lines.append(f"| {label} | " + " | ".join(fmt(p) for p in profiles.values()) + " |")
 
     for k in names:
-        row(k, lambda p: f"{p['us_per_event_timed'].get(k, 0):.1f}")
+        row(k, lambda p, k=k: f"{p['us_per_event_timed'].get(k, 0):.1f}")
     row("sum of parts (timed pass)", lambda p: f"{p['us_per_event_timed_sum']:.1f}")
     row("**untimed pass, per event**", lambda p: f"**{p['us_per_event']:.1f}**")
     row("untimed pass, CPU time per event", lambda p: f"{p['cpu_us_per_event']:.1f}")
@@ -651,7 +656,7 @@ def steps_table(profiles: dict) -> str:
 def profile_table(profile: dict) -> str:
     lines = [f"{profile['samples']} samples", "", "| own | function | | inclusive | function |",
              "|---:|---|---|---:|---|"]
-    for (f1, p1), (f2, p2) in zip(profile["own"], profile["inclusive"]):
+    for (f1, p1), (f2, p2) in zip(profile["own"], profile["inclusive"], strict=False):
         lines.append(f"| {p1:.1f}% | `{f1}` | | {p2:.1f}% | `{f2}` |")
     return "\n".join(lines)
 
