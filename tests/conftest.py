@@ -45,8 +45,9 @@ def geo_env() -> dict[str, str]:
 def private_stack(stack, tmp_path):
     """A second stack (see tests/private_stack.py): its settings, a ``clickpipe stack`` caller and
     its environment. Not started here; always brought down at the end."""
-    from clickpipe.config import load
     from private_stack import stack_cli, stack_env
+
+    from clickpipe.config import load
 
     env = stack_env(tmp_path / "state", stack.cache_dir)
 

@@ -16,12 +16,12 @@ import sys
 import time
 
 import requests
+from private_stack import processes_of, stack_env
 
 from clickpipe.config import load
 from druid.client import DruidClient, DruidError
 from stack.kafka import Kafka
 from stack.process import ManagedProcess
-from private_stack import processes_of, stack_env
 
 PRIVATE = {"COLLECTOR_PORT": 18190, "DASHBOARD_PORT": 18195, "PIPELINE_WEB_PORT": 16066}
 

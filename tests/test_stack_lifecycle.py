@@ -10,9 +10,9 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, Producer
+from private_stack import processes_of
 
 from druid.client import DruidClient
-from private_stack import processes_of
 
 
 def test_down_leaves_no_process_and_up_reuses_data(private_stack):

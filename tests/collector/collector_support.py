@@ -203,9 +203,13 @@ class Topic:
         delete_topics(self.bootstrap, [self.name])
 
 
-def decode_events(value: bytes, headers) -> list[dict]:
+def decode_events(value: bytes | None, headers) -> list[dict]:
     """The records of a raw-topic message (a batch or a single event), via the schemas its headers name."""
-    return [schemas.decode(event, schemas.writer_from_headers(h)) for event, h in schemas.raw_events(value, headers)]
+    records = []
+    for event, h in schemas.raw_events(value, headers):
+        assert event is not None, "a raw-topic event without a value"
+        records.append(schemas.decode(event, schemas.writer_from_headers(h)))
+    return records
 
 
 def divolte_signed(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:

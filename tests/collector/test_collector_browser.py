@@ -11,6 +11,7 @@ import threading
 import time
 
 from collector_support import Topic
+
 from tests.support.browser import Chromium
 from tests.support.collector import CollectorProcess
 from tests.support.net import free_port

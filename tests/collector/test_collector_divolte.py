@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from collector_support import divolte_signed
 
 from collector.divolte import canonical, checksum_ok, murmur3_32, parse_base36, to_record
 from collector.mapping import Context, Invalid, Rejection
-from collector_support import divolte_signed
 
 CTX = Context(server_time=1_700_000_000_000, source="divolte", ip="192.0.2.1", user_agent="UA", party_id=None)
 

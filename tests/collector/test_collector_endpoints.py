@@ -9,10 +9,10 @@ import time
 
 import falcon.testing
 import pytest
+from collector_support import make_client
 
 from clickpipe.topics import partition_for
 from collector.intake import GIF
-from collector_support import make_client
 
 JSON = {"Content-Type": "application/json"}
 

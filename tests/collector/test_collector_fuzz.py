@@ -11,13 +11,13 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 import schemathesis
+from collector_support import make_client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
 from collector.intake import GIF
-from collector_support import make_client
 
 SPEC = Path(__file__).resolve().parents[2] / "collector" / "openapi.yaml"
 
@@ -58,7 +58,8 @@ def test_any_json_events_are_each_accepted_or_rejected(events):
         assert r.json["accepted"] + len(r.json["rejected"]) == len(events)
 
 
-@given(pairs=st.lists(st.tuples(st.sampled_from("pscvetnflrijwhkux") | st.text(max_size=3), st.text(max_size=30)), max_size=20))
+@given(pairs=st.lists(st.tuples(st.sampled_from("pscvetnflrijwhkux") | st.text(max_size=3), st.text(max_size=30)),
+                      max_size=20))
 @settings(max_examples=200, deadline=None)
 def test_any_query_to_the_image_endpoints_answers_the_gif(pairs):
     query = urlencode(pairs)

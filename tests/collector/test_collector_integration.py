@@ -7,9 +7,9 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
+from collector_support import Topic, divolte_signed
 
 from clickpipe.topics import partition_for
-from collector_support import Topic, divolte_signed
 from tests.support.collector import CollectorProcess
 
 N = 20  # events per endpoint
@@ -33,7 +33,8 @@ def test_every_endpoint_reaches_the_raw_topic_in_the_partition_of_its_party(live
     sent: dict[str, tuple[str | None, str]] = {}  # event id -> (party id or None if cookie, source)
 
     # batch from a server: explicit party ids
-    batch = [{"party_id": f"srv-{run}-{i % 3}", "event_id": f"b-{run}-{i:03d}", "event_type": "order"} for i in range(N)]
+    batch = [{"party_id": f"srv-{run}-{i % 3}", "event_id": f"b-{run}-{i:03d}", "event_type": "order"}
+             for i in range(N)]
     r = requests.post(server.url + "/events", json=batch, timeout=10)
     assert r.status_code == 200 and r.json() == {"accepted": N, "rejected": []}
     sent.update({e["event_id"]: (e["party_id"], "batch") for e in batch})

@@ -15,8 +15,8 @@ import shutil
 import time
 
 import pytest
-
 from collector_support import Sender, Topic
+
 from tests.support.broker import start_private_broker, wait_healthy
 from tests.support.collector import CollectorProcess
 

@@ -7,6 +7,7 @@ import time
 import uuid
 
 import pytest
+from collector_support import Topic
 from confluent_kafka import Producer
 
 import schemas
@@ -14,7 +15,6 @@ from clickpipe.config import load
 from clickpipe.topics import delete_topics, partition_for
 from collector.ids import new_id
 from collector.sink import Sink, TopicUnavailable
-from collector_support import Topic
 
 
 @pytest.mark.parametrize("partitions", [4, 7])

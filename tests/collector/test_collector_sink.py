@@ -10,6 +10,7 @@ import time
 from functools import partial
 
 import pytest
+from collector_support import MemoryProducer
 from confluent_kafka import KafkaError, KafkaException
 from prometheus_client import REGISTRY
 
@@ -17,7 +18,6 @@ import schemas
 from clickpipe.config import load
 from clickpipe.topics import partition_for
 from collector.sink import NotDelivered, QueueFull, Sink, TopicUnavailable
-from collector_support import MemoryProducer
 
 LONG = "60000"  # a linger no test waits for: what is produced before close() was due for another reason
 
@@ -88,7 +88,7 @@ def test_a_batch_stays_within_the_byte_bound_and_a_larger_event_travels_alone():
     assert [e for e in encoded if max(e) > 1024] == [[len(schemas.encode(sink.schema, big))]]
     assert all(sum(e) <= 1024 for e in encoded if max(e) <= 1024)
     # each batch was closed by the first event that did not fit
-    assert all(sum(e) + following[0] > 1024 for e, following in zip(encoded, encoded[1:]))
+    assert all(sum(e) + following[0] > 1024 for e, following in zip(encoded, encoded[1:], strict=False))
     assert [r["event_id"] for r in producer.records()] == [r["event_id"] for r in small[:15] + [big] + small[15:]]
 
 

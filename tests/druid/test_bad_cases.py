@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 
 import pytest
+from druid_support import run_cli
 
 from clickpipe.config import load
 from druid import queries
 from druid.client import DruidError
-from druid_support import run_cli
 from tests.support.druid import private_env
 
 

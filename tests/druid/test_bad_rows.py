@@ -8,11 +8,11 @@ import os
 
 import orjson
 from confluent_kafka import Producer
+from druid_support import druid_status, run_cli
 
 import schemas
 from clickpipe.config import load
 from druid import supervisors
-from druid_support import druid_status, run_cli
 from tests.support.druid import count_rows, private_druid, private_env, produce_rows, wait_for
 from tests.support.records import enriched_click
 

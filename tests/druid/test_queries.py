@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Any, Callable, Iterable
 
 import pytest
+from druid_support import run_cli
 
 import schemas
 from clickpipe.config import load
 from druid import queries, supervisors
-from druid_support import run_cli
 from tests.support.druid import count_rows, private_druid, private_env, produce_rows, wait_for
 from tests.support.records import enriched_click, session
 
@@ -80,7 +80,7 @@ def loaded(stack):
         produce_rows(cfg, cfg.topic_sessions, schemas.current("Session"), closed)
         assert {r["outcome"] for r in supervisors.apply(client, cfg)} == {"created"}
         for ds, n in ((cfg.druid_clicks_datasource, len(clicks)), (cfg.druid_sessions_datasource, len(closed))):
-            assert wait_for(lambda: count_rows(client, ds), lambda got: got == n) == n
+            assert wait_for(lambda ds=ds: count_rows(client, ds), lambda got, n=n: got == n) == n
         yield queries.Reports(cfg), clicks, closed, env
 
 
@@ -116,7 +116,7 @@ def test_traffic_per_hour_and_per_minute(loaded):
     reports, clicks, _, _ = loaded
     for granularity, ms in (("hour", 3_600_000), ("minute", 60_000)):
         rows = reports.traffic(since="2h", granularity=granularity)
-        expected = _grouped(_human(clicks), lambda c: (c["server_time"] // ms * ms,))
+        expected = _grouped(_human(clicks), lambda c, ms=ms: (c["server_time"] // ms * ms,))
         assert {(_epoch_ms(r["time"]),): {k: v for k, v in r.items() if k != "time"} for r in rows} == expected
         assert [r["time"] for r in rows] == sorted(r["time"] for r in rows)
 

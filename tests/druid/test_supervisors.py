@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from druid_support import druid_status, run_cli
+
 from clickpipe.config import load
 from druid import supervisors
-from druid_support import druid_status, run_cli
 from tests.support.druid import private_druid, private_env, wait_for
 
 

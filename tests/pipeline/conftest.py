@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from app.geodata import fetch_test_databases
-from clickpipe.config import load, settings as default_settings
+from clickpipe.config import load
+from clickpipe.config import settings as default_settings
 from tests.support import records
 
 

@@ -6,8 +6,16 @@ import orjson
 import pytest
 
 import schemas
-from agents.messages import (CONTROL_HEADER, SWEEP_PARTY, CachedIps, EventProcessor, control_kind, parse_sweep,
-                             read_events, sweep_clock)
+from agents.messages import (
+    CONTROL_HEADER,
+    SWEEP_PARTY,
+    CachedIps,
+    EventProcessor,
+    control_kind,
+    parse_sweep,
+    read_events,
+    sweep_clock,
+)
 from steps import Drop, Pipeline
 
 RAW = schemas.current("RawClick")

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from commands import cli
 from clickpipe.config import load
-from collector.mapping import Context as CollectorContext, pixel_event, to_record
+from collector.mapping import Context as CollectorContext
+from collector.mapping import Rejection, pixel_event, to_record
+from commands import cli
 from simulate.evaluate import GOALS, score
 from simulate.plan import EVENTS, Mix, Planner, Timing
 from simulate.truth import GroundTruth, TruthError, read
@@ -107,7 +108,7 @@ def replay(planner: Planner, rate: float, limit: int, settings):
     while queue:
         t, i, j = heapq.heappop(queue)
         while next_sweep <= t:  # the worker's idle sweep
-            for pid, state in list(states.items()):
+            for _pid, state in list(states.items()):
                 ctx = Context(party=state, ips=ips)
                 if pipeline.due(state, int(next_sweep * 1000)):
                     pipeline.sweep(ctx, int(next_sweep * 1000))
@@ -119,6 +120,7 @@ def replay(planner: Planner, rate: float, limit: int, settings):
                        user_agent=p.user_agent or None, party_id=pid, no_js=r.transport != EVENTS)
         for event in r.events:
             record = to_record(event if r.transport == EVENTS else pixel_event(list(event.items())), req, 50)
+            assert not isinstance(record, Rejection), record  # the simulated requests are all valid
             record["client_session_id"] = record.pop("session_id")
             ctx = Context(party=states.setdefault(pid, {}), ips=ips)
             try:

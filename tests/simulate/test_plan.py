@@ -42,7 +42,7 @@ def test_bot_share_and_every_kind_present(share):
 def test_party_starts_give_the_planned_event_rate(parties):
     events = sum(len(p.event_ids) for p in parties[:-1])
     assert events / parties[-1].start == pytest.approx(100, rel=1e-9)
-    assert all(a.start <= b.start for a, b in zip(parties, parties[1:]))
+    assert all(a.start <= b.start for a, b in zip(parties, parties[1:], strict=False))
 
 
 def test_event_ids_are_unique_valid_and_carry_the_run_id(parties):
@@ -67,8 +67,8 @@ def test_sessions_partition_the_events_and_follow_the_gap_rule(parties):
         spans = [(min(ts), max(ts)) for _, ts in sorted(by_session.items())]
         for ts in by_session.values():
             ts.sort()
-            assert all(b - a <= TIMING.max_step_s + 1e-9 for a, b in zip(ts, ts[1:]))
-        for (_, end), (start, _) in zip(spans, spans[1:]):
+            assert all(b - a <= TIMING.max_step_s + 1e-9 for a, b in zip(ts, ts[1:], strict=False))
+        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
             assert start - end > TIMING.gap_s + TIMING.sweep_s
         assert len(sessions) == len(spans)
 

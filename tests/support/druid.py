@@ -57,13 +57,15 @@ def produce_rows(settings: Settings, topic: str, schema: schemas.Schema, records
     rows per Kafka message as the pipeline writes them; returns how many records."""
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True,
                          "linger.ms": 20})
+    # confluent_kafka's stubs take a list of (str, str | bytes | None) pairs, and lists are invariant
+    headers: list[tuple[str, str | bytes | None]] = list(schema.row_headers)
     count = 0
     records = iter(records)
     while chunk := list(itertools.islice(records, per_message)):
         value = schemas.encode_rows(schema, chunk)
         while True:
             try:
-                producer.produce(topic, value=value, headers=schema.row_headers)
+                producer.produce(topic, value=value, headers=headers)
                 break
             except BufferError:  # the local queue is full: let deliveries drain it
                 producer.poll(0.1)
@@ -112,8 +114,9 @@ def private_druid(cfg: Settings, partitions: int = 1, create_topics: bool = True
         yield client
     finally:
         for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
-            for action in (lambda: client.supervisor_action(ds, "terminate"), lambda: client.shutdown_tasks(ds),
-                           lambda: client.drop_datasource(ds)):
+            for action in (lambda ds=ds: client.supervisor_action(ds, "terminate"),
+                           lambda ds=ds: client.shutdown_tasks(ds),
+                           lambda ds=ds: client.drop_datasource(ds)):
                 try:
                     action()
                 except DruidError:

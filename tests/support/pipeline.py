@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -23,6 +23,13 @@ import schemas
 from clickpipe.topics import delete_topics, ensure_topics, partition_for
 from tests.support import ROOT
 from tests.support.net import free_port
+
+
+class WorkerProcess(subprocess.Popen):
+    """A pipeline worker's process, with the port of its web server and the path of its log."""
+
+    web_port: int
+    log_path: Path
 
 
 @dataclass
@@ -39,7 +46,7 @@ class Run:
     partitions: int = 4
     env: dict[str, str] = field(default_factory=dict)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
-    workers: list[subprocess.Popen] = field(default_factory=list)
+    workers: list[WorkerProcess] = field(default_factory=list)
     delete_topics_on_exit: bool = True
 
     def __enter__(self) -> "Run":
@@ -79,7 +86,7 @@ class Run:
         return env
 
     def start_worker(self, log_name: str = "worker.log", app_module: str = "app.main",
-                     datadir: str = "state") -> subprocess.Popen:
+                     datadir: str = "state") -> WorkerProcess:
         """Start ``faust -A <app_module> worker``; the process has ``web_port`` (for /metrics) set.
 
         Workers running at the same time need their own ``datadir`` (under the work directory),
@@ -87,7 +94,7 @@ class Run:
         """
         port = free_port()
         with open(self.workdir / log_name, "ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "faust", "-A", app_module, "worker", "-l", "info"],
+            proc = WorkerProcess([sys.executable, "-m", "faust", "-A", app_module, "worker", "-l", "info"],
                                     cwd=ROOT, env=self.worker_env(port, datadir), stdout=log,
                                     stderr=subprocess.STDOUT)
         proc.web_port = port
@@ -95,7 +102,7 @@ class Run:
         self.workers.append(proc)
         return proc
 
-    def wait_ready(self, proc: subprocess.Popen, timeout: float = 90.0) -> None:
+    def wait_ready(self, proc: WorkerProcess, timeout: float = 90.0) -> None:
         """Block until the worker has joined the group, recovered its tables and started its agents."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -106,7 +113,7 @@ class Run:
             time.sleep(0.2)
         raise TimeoutError(f"worker not ready after {timeout}s; see {proc.log_path}")
 
-    def kill_9_during(self, feeder, kills: int, warmup_s: float) -> subprocess.Popen:
+    def kill_9_during(self, feeder, kills: int, warmup_s: float) -> WorkerProcess:
         """Start a worker, then the ``feeder`` thread; after ``warmup_s`` SIGKILL the worker
         ``kills`` times while the feeder is still producing, restarting it each time (the later
         kills hit it while it works through the backlog). Returns the last worker, running."""
@@ -125,7 +132,7 @@ class Run:
             time.sleep(0.5 if k < kills - 1 else 0)
         return worker
 
-    def metrics(self, proc: subprocess.Popen) -> str:
+    def metrics(self, proc: WorkerProcess) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{proc.web_port}/metrics", timeout=10) as resp:
             return resp.read().decode()
 
@@ -179,7 +186,7 @@ class Run:
 
     def produce_bytes(self, producer: Producer, key: bytes | None, value: bytes | None, headers,
                       partition: int | None = None) -> None:
-        where = {} if partition is None else {"partition": partition}
+        where: dict[str, Any] = {} if partition is None else {"partition": partition}
         while True:
             try:
                 producer.produce(self.topics["raw"], value=value, key=key, headers=headers, **where)

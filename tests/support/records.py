@@ -17,7 +17,7 @@ def raw_click(**fields: Any) -> dict[str, Any]:
     """A RawClick dict (what the collector writes to the raw topic); ``server_time`` defaults to
     a fixed moment in November 2023 plus the record's number, so records are ordered."""
     n = next(_ids)
-    record = {
+    record: dict[str, Any] = {
         "server_time": 1_700_000_000_000 + n,
         "client_time": None,
         "source": "tag",
@@ -58,7 +58,7 @@ def decoded(**fields: Any) -> dict[str, Any]:
 def enriched_click(**fields: Any) -> dict[str, Any]:
     """An EnrichedClick dict (what the pipeline writes for Druid); ``server_time`` defaults to now."""
     n = next(_ids)
-    record = {
+    record: dict[str, Any] = {
         "server_time": int(time.time() * 1000),
         "client_time": None,
         "source": "tag",
@@ -105,7 +105,7 @@ def session(**fields: Any) -> dict[str, Any]:
     """A Session dict (what the pipeline writes when a session closes): 30 s, ending 30 s ago."""
     n = next(_ids)
     start = int(time.time() * 1000) - 60_000
-    record = {
+    record: dict[str, Any] = {
         "session_id": f"session-{n}", "party_id": "party-1",
         "start_time": start, "end_time": start + 30_000, "duration_ms": 30_000,
         "page_views": 3, "events": 4,
