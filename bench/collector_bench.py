@@ -153,19 +153,25 @@ def wrk(url: str, duration: int, connections: int, script: Path | None = None) -
     out = subprocess.run(cmd + [url], capture_output=True, text=True, check=True).stdout
 
     def latency(pct: str) -> float:
-        value, unit = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M).groups()
+        value, unit = _found(re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M), f"p{pct}").groups()
         return float(value) * _UNITS[unit] * 1000
 
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "requests": int(re.search(r"(\d+) requests in", out).group(1)),
+        "rps": float(_found(re.search(r"Requests/sec:\s+([\d.]+)", out), "Requests/sec").group(1)),
+        "requests": int(_found(re.search(r"(\d+) requests in", out), "requests").group(1)),
         "p50": latency("50"),
         "p99": latency("99"),
         "non2xx": int(non2xx.group(1)) if non2xx else 0,
         "socket_errors": errors.group(1).strip() if errors else "",
     }
+
+
+def _found(match: re.Match[str] | None, what: str) -> re.Match[str]:
+    """``match``, which wrk's output always has (``what`` names it in the error if not)."""
+    assert match is not None, f"no {what} in wrk's output"
+    return match
 
 
 def topic_messages(topic: str, attempts: int = 10) -> int:
@@ -180,6 +186,7 @@ def topic_messages(topic: str, attempts: int = 10) -> int:
                 if attempt == attempts - 1:
                     raise
                 time.sleep(0.5)
+        raise ValueError(f"attempts must be at least 1, not {attempts}")
     finally:
         consumer.close()
 

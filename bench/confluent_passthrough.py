@@ -20,7 +20,7 @@ import re
 import time
 import uuid
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, cast
 
 import orjson
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
@@ -30,6 +30,8 @@ from steps import Drop
 from steps.decode import decode
 
 ROW_HEADERS = schemas.current("RawClick").row_headers
+# the stub wants exactly list[tuple[str, str | bytes | None]] (list is invariant); bytes values are what it takes
+PRODUCE_HEADERS = cast("list[tuple[str, str | bytes | None]]", ROW_HEADERS)
 
 
 def passthrough(value: bytes | None, headers: Iterable[tuple[str, bytes | None]] | None) -> tuple[bytes, int]:
@@ -49,7 +51,9 @@ def passthrough(value: bytes | None, headers: Iterable[tuple[str, bytes | None]]
 
 def rss_peak_bytes() -> int:
     text = Path("/proc/self/status").read_text()
-    return int(re.search(r"^VmHWM:\s+(\d+) kB", text, re.M).group(1)) * 1024
+    match = re.search(r"^VmHWM:\s+(\d+) kB", text, re.M)
+    assert match is not None, "no VmHWM in /proc/self/status"
+    return int(match.group(1)) * 1024
 
 
 def run(bootstrap: str, source: str, output: str, events: int, partitions: int, batch: int, timeout: float) -> dict:
@@ -72,10 +76,13 @@ def run(bootstrap: str, source: str, output: str, events: int, partitions: int, 
             for msg in batch_msgs:
                 if msg.error() is not None:
                     raise KafkaException(msg.error())
-                value, n = passthrough(msg.value(), msg.headers())
+                # a consumed message's headers are a list of (str, bytes | None), never the dict the stub allows
+                value, n = passthrough(msg.value(), cast("list[tuple[str, bytes | None]] | None", msg.headers()))
+                partition = msg.partition()
+                assert partition is not None  # set on every consumed message
                 while True:
                     try:
-                        producer.produce(output, value=value, partition=msg.partition(), headers=ROW_HEADERS)
+                        producer.produce(output, value=value, partition=partition, headers=PRODUCE_HEADERS)
                         break
                     except BufferError:
                         producer.poll(0.05)

@@ -16,6 +16,8 @@ Prints a Markdown table (median and slowest of the repeats, in milliseconds).
 from __future__ import annotations
 
 import argparse
+import functools
+import operator
 import random
 import statistics
 import sys
@@ -141,7 +143,8 @@ def main() -> None:
         supervisors.apply(client, cfg)
         for ds, n in ((cfg.druid_clicks_datasource, args.events),
                       (cfg.druid_sessions_datasource, len(synthetic.sessions))):
-            got = wait_for(lambda ds=ds: count_rows(client, ds), lambda got, n=n: got == n, timeout=1800, interval=5)
+            got = wait_for(functools.partial(count_rows, client, ds), functools.partial(operator.eq, n),
+                           timeout=1800, interval=5)
             if got != n:
                 sys.exit(f"{ds}: {got} rows of {n} after 30 min")
         print(f"ingested in {time.monotonic() - began:.0f} s", flush=True)
@@ -157,7 +160,8 @@ def main() -> None:
                               timeout=900, interval=5)
         # The broker learns the columns of handed-off segments on its next metadata refresh.
         for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
-            wait_for(lambda ds=ds: _columns(client, ds), lambda columns: "visitors" in columns, timeout=300, interval=5)
+            wait_for(functools.partial(_columns, client, ds), lambda columns: "visitors" in columns,
+                     timeout=300, interval=5)
         phases[f"historical ({handed_off})"] = _time_reports(reports, args.repeat)
 
     print(f"\n{args.events:,} clicks, {len(synthetic.sessions):,} sessions; window 24h; "

@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 from confluent_kafka import Consumer, TopicPartition
 from faust.serializers import codecs
@@ -90,10 +91,10 @@ def traffic(n: int, parties: int, seed: int = 7) -> list[dict]:
            for _ in range(5000)] + ["81.2.69.142", "216.160.83.56", "89.160.20.112", "2001:218::1", "1.0.0.1"]
     party_ua = {}
     party_ip = {}
-    asleep_until = {}
-    seq = collections.Counter()
+    asleep_until: dict[str, int] = {}
+    seq: collections.Counter[str] = collections.Counter()
     t0 = int(time.time() * 1000) - 2 * 3600_000
-    out = []
+    out: list[dict] = []
     i = 0
     while len(out) < n:
         now = t0 + i * 20
@@ -186,7 +187,9 @@ def labelled(metrics_text: str, name: str) -> dict[str, float]:
 def vm(pid: int, field: str) -> int:
     """A /proc/<pid>/status memory field in bytes."""
     text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(rf"^{field}:\s+(\d+) kB", text, re.M).group(1)) * 1024
+    match = re.search(rf"^{field}:\s+(\d+) kB", text, re.M)
+    assert match is not None, f"no {field} in /proc/{pid}/status"
+    return int(match.group(1)) * 1024
 
 
 def cpu_seconds(pid: int) -> float:
@@ -354,7 +357,7 @@ def measure(run: Run, messages: list[Message], n: int, app_module: str, workers:
         steps_sum.update(labelled(text, "clickpipe_pipeline_step_seconds_sum"))
         steps_count.update(labelled(text, "clickpipe_pipeline_step_seconds_count"))
     total = lambda name: sum(counter(text, name) for text in texts)  # noqa: E731
-    result = {
+    result: dict[str, Any] = {
         "workers": workers,
         "events_per_s": 0.8 * n / (t90 - t10),
         # the workers' CPU time per event over the same stretch: hardly changed by other jobs on the machine
@@ -425,7 +428,8 @@ class JsonTable(dict):
         t = time.perf_counter()
         super().__setitem__(key, codecs.dumps("json", value))
         if self.spent is not None:
-            self.spent[self.write_label] += time.perf_counter() - t
+            # typeshed types Counter values as int; these hold float seconds
+            self.spent[self.write_label] += time.perf_counter() - t  # type: ignore[assignment]
 
 
 def _timed(fn, spent: collections.Counter, label: str):
@@ -469,7 +473,8 @@ def profile_steps(messages: list[Message], step_settings, max_events: int = 50_0
         parties = JsonTable(spent, "state-read", "state-write")
         ip_table = JsonTable(spent, "ip-read", "ip-write")
         processor = EventProcessor(pipeline, keep_duplicates=False, timing_sample=1 if timed else 10**12)
-        parties_due, ips_due = ExpiryIndex(), ExpiryIndex()
+        parties_due: ExpiryIndex[str] = ExpiryIndex()
+        ips_due: ExpiryIndex[str] = ExpiryIndex()
         clock = time.perf_counter
         saved = (agent_messages.decode, schemas.encode_rows)
         if timed:
@@ -484,23 +489,25 @@ def profile_steps(messages: list[Message], step_settings, max_events: int = 50_0
             for partition, key, value, headers in chosen:
                 partition = partition if partition is not None else partition_for(key, step_settings.partitions)
                 t = clock()
-                events = read_events(key, value, list(headers))
+                # the bench feeds only its own well-formed messages, never a DeadLetter
+                events = cast(list, read_events(key, value, list(headers)))
                 t0 = clock()
                 out = processor.process(events, parties, ip_table, key, timing if timed else None)
                 t1 = clock()
                 for party_id, state in out.parties.items():
                     parties[party_id] = state
-                    parties_due.set(partition, party_id, pipeline.due_at(state))
+                    parties_due.set(partition, party_id, None if state is None else pipeline.due_at(state))
                 for ip, ip_value in out.ips.items():
                     ip_table[ip] = ip_value
                     ips_due.set(partition, ip, pipeline.ip_due_at(ip_value))
                 t2 = clock()
                 b"\n".join(out.enriched), b"\n".join(out.sessions)
                 t3 = clock()
-                totals["envelope"] += t0 - t
-                totals["process (all of EventProcessor.process)"] += t1 - t0
-                totals["write + index (all)"] += t2 - t1
-                totals["join"] += t3 - t2
+                # typeshed types Counter values as int; these hold float seconds
+                totals["envelope"] += t0 - t  # type: ignore[assignment]
+                totals["process (all of EventProcessor.process)"] += t1 - t0  # type: ignore[assignment]
+                totals["write + index (all)"] += t2 - t1  # type: ignore[assignment]
+                totals["join"] += t3 - t2  # type: ignore[assignment]
             wall, cpu = clock() - started, time.process_time() - cpu_started
         finally:
             agent_messages.decode, schemas.encode_rows = saved
@@ -546,7 +553,7 @@ def steps_main(args, geo_env: dict) -> dict:
     """``--steps-only``: the in-process profile, optionally sampled by py-spy (no Kafka)."""
     records = traffic(args.events, args.parties)
     step_settings = load({**geo_env})
-    report = {"load_1min": round(load_average(), 2)}
+    report: dict[str, Any] = {"load_1min": round(load_average(), 2)}
     for batch in args.batch:
         messages = raw_messages(records, batch, step_settings.partitions)
         report[f"batch {batch}"] = profile_steps(messages, step_settings)
@@ -711,6 +718,7 @@ def main() -> None:
             if name == "confluent":
                 return measure_confluent(run, by_batch[batch], len(records))
             module = RUNS.get(name, "bench.pipeline_variants")
+            assert module is not None  # only "confluent" maps to None, handled above
             return measure(run, by_batch[batch], len(records), module, args.workers,
                            profile_seconds=profile_seconds)
         finally:
