@@ -251,3 +251,57 @@ def test_do_not_track_and_global_privacy_control_stop_the_tag_when_honoured(stac
         records = topic.records(2, timeout=20)
         assert sorted(r["event_type"] for r in records) == ["allowed", "pageView"], records
         assert {r["location"] for r in records} == {origin + "/public"} and sent in {r["event_id"] for r in records}
+
+
+LONG_PAGE = """<!doctype html><html><head><script src="{collector}/tag.js"></script></head>
+<body style="height: 5000px"><p>a long article</p>
+<script>if (location.pathname === "/hidden") clickpipe.signal("seen");</script></body></html>"""
+
+
+def test_real_interaction_is_counted_and_a_page_never_shown_reports_none(stack):
+    with tagged_site(stack, LONG_PAGE) as (browser, origin, collector, topic):
+        browser.call("Emulation.setFocusEmulationEnabled", enabled=True)  # headless windows have no focus
+        browser.navigate(origin + "/article")
+        browser.wait_for("window.clickpipe && clickpipe.v === 1")
+        browser.click(200, 200)
+        browser.click(220, 240)
+        for key in "abc":
+            browser.press(key)
+        browser.wheel(200, 200, 600)
+        browser.wait_for("window.scrollY > 0")
+        # script-made events are not the visitor's: they must not count
+        browser.evaluate("document.body.dispatchEvent(new PointerEvent('pointerdown', {bubbles: true}));"
+                         "document.body.dispatchEvent(new KeyboardEvent('keydown', {key: 'x', bubbles: true}))")
+        browser.evaluate("new Promise(r => setTimeout(r, 300))")
+        read = browser.evaluate("clickpipe.signal('read')")
+        browser.click(200, 300)  # after the last event: reported by the engagement event on leaving
+        # a tab opened in the background and closed unseen: its script signals, nobody interacts
+        hidden_page = origin + "/hidden"
+        tab = browser.background_tab(hidden_page)
+        browser.evaluate("new Promise(r => setTimeout(r, 1500))")
+        browser.close_tab(tab)
+        browser.navigate("about:blank")  # pagehide of the article
+
+        # article: pageView, read, engagement; the hidden tab: only its script's "seen" (a page
+        # view is counted once a page is shown, and nothing happened there to report on leaving)
+        records = topic.records(4, timeout=30)
+        by_type = {(r["location"], r["event_type"]): r for r in records}
+        article = origin + "/article"
+        assert len(records) == 4 and set(by_type) == {(hidden_page, "seen"), (article, "engagement"),
+                                                      (article, "pageView"), (article, "read")}, records
+        view, at_read, leaving = (by_type[(article, t)] for t in ("pageView", "read", "engagement"))
+        assert at_read["event_id"] == read
+        assert view["interaction"]["ever_visible"] is True
+        assert (view["interaction"]["pointer"], view["interaction"]["keys"]) == (0, 0)
+        counts = at_read["interaction"]
+        assert (counts["pointer"], counts["keys"], counts["touch"]) == (2, 3, 0), counts
+        assert counts["scrolls"] >= 1 and counts["ever_visible"] is True
+        assert 0 < counts["focused_ms"] <= counts["visible_ms"]
+        assert leaving["interaction"]["pointer"] == 3 and leaving["page_view_id"] == view["page_view_id"]
+        assert leaving["interaction"]["visible_ms"] >= counts["visible_ms"]
+
+        unseen = by_type[(hidden_page, "seen")]["interaction"]
+        assert unseen == {"pointer": 0, "touch": 0, "keys": 0, "scrolls": 0, "visible_ms": 0, "focused_ms": 0,
+                          "ever_visible": False}
+        # Chromium sends its low-entropy client hints with every request, the tag's included
+        assert "Chromium" in view["ch_ua"] and view["ch_ua_mobile"] == "?0" and view["ch_ua_platform"]
