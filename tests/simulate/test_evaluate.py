@@ -11,7 +11,7 @@ from clickpipe.config import load
 from collector.mapping import Context as CollectorContext
 from collector.mapping import Rejection, pixel_event, to_record
 from commands import cli
-from simulate.evaluate import GOALS, score
+from simulate.evaluate import GOALS, Verdict, score
 from simulate.plan import EVENTS, Mix, Planner, Timing
 from simulate.truth import GroundTruth, TruthError, read
 from steps import Context, Drop, Pipeline
@@ -45,8 +45,16 @@ def test_score_counts_parties_events_and_sessions():
         click("zz", "s9", False),  # not in the truth: the sender counted it as failed
         # e1 is lost: the scraper party is not seen at all
     ]
-    sessions = [{"session_id": "s1", "events": 2}, {"session_id": "s2", "events": 1}, {"session_id": "s6", "events": 4}]
+    sessions = [{"session_id": "s1", "events": 2, "is_bot": False}, {"session_id": "s2", "events": 1, "is_bot": False},
+                {"session_id": "s6", "events": 4, "is_bot": True, "bot_reason": "headless"}]
     report = score(truth, clicks, sessions)
+    # sessions: h1's two judged human; h2's judged bot (its one event is flagged, no closed record);
+    # the headless party's (seen as two) and the pixel bot's judged bot; the scraper's never seen
+    s = report.sessions_judged
+    assert (s.tp, s.fp, s.fn, s.tn) == (2, 1, 0, 2)
+    assert report.human_flagged == pytest.approx(1 / 3)
+    assert report.by_kind["human"]["judged_bot"] == 1 and report.by_kind["human"]["sessions"] == 3
+    assert report.by_kind["headless"]["recall"] == 1.0 and report.by_kind["human"]["judged_bot_share"] == 1 / 3
     assert (report.parties.tp, report.parties.fp, report.parties.fn, report.parties.tn) == (2, 1, 0, 1)
     assert report.parties.precision == pytest.approx(2 / 3) and report.parties.recall == 1.0
     assert (report.events.tp, report.events.fp, report.events.fn, report.events.tn) == (4, 1, 2, 3)
@@ -55,10 +63,27 @@ def test_score_counts_parties_events_and_sessions():
     assert (report.expected_sessions, report.observed_sessions, report.exact_sessions) == (6, 6, 4)
     assert report.session_error == 0.0
     assert (report.closed_sessions, report.closed_event_mismatches) == (3, 1)
-    assert report.reasons == {"headless": 5}
-    assert report.goals() == {"precision": False, "recall": True, "session_error": True}
+    assert report.reasons == {"headless": 3}  # session verdicts: h2, the headless party's, the pixel bot's
+    assert report.goals() == {"precision": False, "recall": True, "human_flagged": False, "session_error": True}
     table = report.table()
     assert "0.6667" in table and "MISSED" in table and "expected 6, observed 6" in table
+
+
+def test_session_verdicts_decide_and_a_closed_session_record_overrides_its_events():
+    truth = GroundTruth(run={"run_id": "r", "started_ms": 0}, parties=[
+        party("h", "human-spa", False, [["a1", "a2"]]), party("b", "stealth-browser", True, [["b1", "b2"]])])
+    clicks = [click("a1", "s1", False), click("a2", "s1", True, reason="page-rate"),
+              click("b1", "s2", False), click("b2", "s2", False)]
+    # the worker's closed records: s1 judged human in the end, s2 decided bot after its events
+    sessions = [{"session_id": "s1", "events": 2, "is_bot": False, "bot_reason": None},
+                {"session_id": "s2", "events": 2, "is_bot": True, "bot_reason": "no-interaction"}]
+    report = score(truth, clicks, sessions)
+    assert (report.sessions_judged.tp, report.sessions_judged.fp) == (1, 0)
+    assert report.reasons == {"no-interaction": 1} and report.human_flagged == 0.0
+    # verdicts as Druid's human reports see them: s1 partly dropped, s2 dropped entirely
+    druid = {"s1": Verdict(False, None, partial=True), "s2": Verdict(True, "no-interaction")}
+    report = score(truth, clicks, sessions, druid, "druid")
+    assert report.partial_sessions == 1 and report.sessions_judged.tp == 1 and "read from druid" in report.table()
 
 
 def test_ip_mismatches_reveal_an_untrusted_forwarded_for():
