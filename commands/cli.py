@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="analyst reports from Druid (human traffic unless --traffic)",
                             description="Reports: live, traffic, pages, referrers, campaigns, countries, cities, "
-                                        "devices, browsers, bots, bot-reasons, sessions, funnel.")
+                                        "devices, browsers, bots, bot-reasons, bot-sessions, sessions, funnel.")
     report.add_argument("name", help="report name (an unknown name lists them)")
     report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d) or ISO time (24h)")
     report.add_argument("--until", help="window end, same forms (now)")

@@ -6,7 +6,9 @@ listed in :data:`REPORTS` for ``clickpipe report <name>``. Common arguments:
 - ``since`` / ``until``: a window start and end, each either a span back from now (``30s``,
   ``15m``, ``24h``, ``7d``, ``2w``) or an ISO 8601 time (``2026-01-31T12:00:00Z``); ``until``
   defaults to now.
-- ``traffic``: ``human`` (default), ``bots`` or ``all`` — which side of ``is_bot`` to count.
+- ``traffic``: ``human`` (default), ``bots`` or ``all``. Human traffic is every event (or
+  session) that is neither flagged ``is_bot`` nor part of a session judged bot later
+  (the ``bot_sessions`` datasource of session verdicts, see :meth:`Reports._where`).
 - ``limit``: rows of "top" reports, which rank groups by events (page views for ``pages``).
 
 Visitors and sessions counted from the clicks datasource are theta-sketch estimates: exact
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
@@ -39,6 +42,8 @@ GRANULARITIES = {"minute": "PT1M", "5minutes": "PT5M", "15minutes": "PT15M", "ho
                  "day": "P1D", "week": "P1W", "month": "P1M"}
 FUNNEL_BY = {"page": "url_path", "event": "event_type"}
 LIVE_WINDOW = timedelta(minutes=5)
+# How long the absence of the verdicts datasource is believed (it appears with its first row).
+VERDICTS_RECHECK_S = 10.0
 # Theta union size of per-group sketches in top-N reports: exact up to 4096 distinct values,
 # about 1.6% relative error beyond, and a quarter of the default's merge-buffer memory.
 GROUP_SKETCH_SIZE = 4096
@@ -91,6 +96,11 @@ class Reports:
                                   context={"timeout": settings.druid_query_timeout_seconds * 1000})
         self.clicks = _identifier(settings.druid_clicks_datasource)
         self.sessions_table = _identifier(settings.druid_sessions_datasource)
+        self.verdicts_name = settings.druid_bot_sessions_datasource
+        self.verdicts = _identifier(settings.druid_bot_sessions_datasource)
+        self.session_cap = timedelta(seconds=settings.session_cap_seconds)
+        self._verdicts_seen_at: float | None = None  # monotonic time the datasource was last found missing
+        self._has_verdicts = False
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -116,16 +126,50 @@ class Reports:
         return [row._asdict() for row in rows]
 
     def _where(self, since: str | None, until: str | None, traffic: str, now: datetime | None = None) -> str:
+        """The WHERE conditions of a report over clicks or sessions: the time window and the traffic.
+
+        The one filter of human traffic: ``human`` keeps rows that are not flagged ``is_bot``
+        and whose session no verdict names (a session judged bot after its first events, whose
+        earlier rows went out as human); ``bots`` keeps the others. A verdict is kept with the
+        session's start, so verdicts from one session cap before the window are considered.
+        """
         if traffic not in TRAFFIC:
             raise ValueError(f"unknown traffic {traffic!r}; use one of {', '.join(TRAFFIC)}")
         now = now or datetime.now(timezone.utc)
+        start = parse_time(since, now) if since else None
+        end = parse_time(until, now) if until else now
         conditions = []
-        if since:
-            conditions.append(f"__time >= {_timestamp(parse_time(since, now))}")
-        conditions.append(f"__time < {_timestamp(parse_time(until, now) if until else now)}")
+        if start is not None:
+            conditions.append(f"__time >= {_timestamp(start)}")
+        conditions.append(f"__time < {_timestamp(end)}")
         if traffic != "all":
-            conditions.append(f"is_bot = {literal('true' if traffic == 'bots' else 'false')}")
+            verdicts = self._verdict_sessions(start, end)
+            if traffic == "bots":
+                conditions.append(f"(is_bot = 'true' OR session_id IN ({verdicts}))" if verdicts else "is_bot = 'true'")
+            else:
+                conditions.append("is_bot = 'false'" + (f" AND session_id NOT IN ({verdicts})" if verdicts else ""))
         return " AND ".join(conditions)
+
+    def _verdict_sessions(self, start: datetime | None, end: datetime) -> str | None:
+        """The subquery of session ids judged bot that may have rows in [start, end); None while
+        no verdict exists (the datasource appears with its first row)."""
+        if not self._verdicts_exist():
+            return None
+        window = [f"__time < {_timestamp(end)}"]
+        if start is not None:
+            window.insert(0, f"__time >= {_timestamp(start - self.session_cap)}")
+        return f"SELECT session_id FROM {self.verdicts} WHERE {' AND '.join(window)}"
+
+    def _verdicts_exist(self) -> bool:
+        if self._has_verdicts:
+            return True
+        if self._verdicts_seen_at is not None and time.monotonic() - self._verdicts_seen_at < VERDICTS_RECHECK_S:
+            return False
+        rows = self.sql("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES "
+                        f"WHERE TABLE_SCHEMA = 'druid' AND TABLE_NAME = {literal(self.verdicts_name)}")
+        self._has_verdicts = bool(rows)
+        self._verdicts_seen_at = time.monotonic()
+        return self._has_verdicts
 
     # --- reports over clicks ---------------------------------------------------------------
 
@@ -243,6 +287,16 @@ class Reports:
             f'CAST(SUM(page_views) AS DOUBLE) / SUM("count") AS pages_per_session '
             f"FROM {self.sessions_table} WHERE {self._where(since, until, traffic)} HAVING SUM(\"count\") > 0")
 
+    def bot_sessions(self, since: str = "24h", until: str | None = None) -> list[dict[str, Any]]:
+        """Sessions judged bots after their first event, started in the window: session id,
+        reason, when the verdict came (event time) and how long after the session's start."""
+        if not self._verdicts_exist():
+            return []
+        return self.sql(
+            f'SELECT session_id, reason, __time AS session_start, MILLIS_TO_TIMESTAMP(decided_time) AS decided, '
+            f"decided_time - TIMESTAMP_TO_MILLIS(__time) AS after_ms "
+            f"FROM {self.verdicts} WHERE {self._where(since, until, 'all')} ORDER BY __time")
+
     # --- funnel ----------------------------------------------------------------------------
 
     def funnel(self, steps: Sequence[str], by: str = "page", since: str = "24h", until: str | None = None,
@@ -311,6 +365,7 @@ REPORTS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "browsers": Reports.browsers,
     "bots": Reports.bots,
     "bot-reasons": Reports.bot_reasons,
+    "bot-sessions": Reports.bot_sessions,
     "sessions": Reports.sessions,
     "funnel": Reports.funnel,
 }

@@ -137,7 +137,7 @@ class StackManager:
         """Create the pipeline topics if missing (see :func:`clickpipe.topics.ensure_topics`).
         Returns the names created."""
         s = self.settings
-        names = [s.topic_raw, s.topic_enriched, s.topic_sessions, s.topic_dead_letters]
+        names = [s.topic_raw, s.topic_enriched, s.topic_sessions, s.topic_dead_letters, s.topic_verdicts]
         try:
             created = ensure_topics(s.kafka_bootstrap, names, s.partitions)
         except TopicError as exc:

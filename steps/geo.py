@@ -41,7 +41,7 @@ class GeoInfo(NamedTuple):
 
 
 NO_GEO = GeoInfo()
-_LOOKUP_ERRORS = (geoip2.errors.AddressNotFoundError, ValueError, TypeError, maxminddb.InvalidDatabaseError)
+LOOKUP_ERRORS = (geoip2.errors.AddressNotFoundError, ValueError, TypeError, maxminddb.InvalidDatabaseError)
 
 
 class GeoDatabase:
@@ -130,7 +130,7 @@ class GeoLookup:
         if self.city.reader is not None:
             try:
                 c = self.city.reader.city(ip)
-            except _LOOKUP_ERRORS:
+            except LOOKUP_ERRORS:
                 pass
             else:
                 sub = c.subdivisions.most_specific
@@ -140,7 +140,7 @@ class GeoLookup:
         if self.asn.reader is not None:
             try:
                 a = self.asn.reader.asn(ip)
-            except _LOOKUP_ERRORS:
+            except LOOKUP_ERRORS:
                 pass
             else:
                 fields.update(asn=a.autonomous_system_number, as_org=a.autonomous_system_organization)
