@@ -48,7 +48,7 @@
   function shown() { return d.visibilityState === "visible"; }
   function resetAct() {
     act = { pointer: 0, touch: 0, keys: 0, scrolls: 0, visible_ms: 0, focused_ms: 0, ever_visible: shown() };
-    since = Date.now(); vis = shown(); foc = vis && d.hasFocus(); sent = "";
+    since = Date.now(); vis = shown(); foc = vis && d.hasFocus(); sent = [0, 0];
   }
   function tick() {
     var now = Date.now(), dt = now - since;
@@ -63,7 +63,6 @@
     for (var k in act) o[k] = act[k];
     return o;
   }
-  function counts() { return [act.pointer, act.touch, act.keys, act.scrolls].join(); }
   function count(type, key) {
     w.addEventListener(type, function (e) {
       if (!e.isTrusted) return;
@@ -79,10 +78,13 @@
   count("keydown", "keys");
   count("scroll", "scrolls");
   ["visibilitychange", "focus", "blur"].forEach(function (t) { w.addEventListener(t, tick, true); });
-  // A page view that ends with interaction its last event did not report says so in a last
-  // "engagement" event; one without new interaction sends nothing more.
+  // A page view that ends with interaction, or at least half a second of visible time, that
+  // its last event did not report says so in a last "engagement" event.
   function engagement() {
-    if (pageViewId && counts() !== sent) signal("engagement");
+    tick();
+    if (pageViewId && (act.pointer + act.touch + act.keys + act.scrolls !== sent[0] || act.visible_ms - sent[1] >= 500)) {
+      signal("engagement");
+    }
   }
 
   function signal(type, params) {
@@ -95,7 +97,7 @@
       device_pixel_ratio: w.devicePixelRatio, webdriver: !!n.webdriver, interaction: evidence(),
       params: params || {}
     };
-    sent = counts();
+    sent = [act.pointer + act.touch + act.keys + act.scrolls, act.visible_ms];
     var consent = getCookie(C.consentCookie);
     if (isConsent(consent)) ev.consent = consent;
     queue.push(ev);
@@ -174,7 +176,8 @@
     leaving = false;
     if (e.persisted) { lastPage = null; whenVisible(pageView); }
   });
-  w.addEventListener("pagehide", function () { leaving = true; engagement(); flush(true); });
+  // A page in the back/forward cache is not visible: it gains no time there.
+  w.addEventListener("pagehide", function () { leaving = true; engagement(); vis = foc = false; flush(true); });
   d.addEventListener("visibilitychange", function () { if (d.visibilityState === "hidden") flush(true); });
 
   resetAct();

@@ -244,6 +244,13 @@ class Report:
         s = self.sessions_judged
         return s.fp / (s.fp + s.tn) if s.fp + s.tn else None
 
+    @property
+    def kind_recall(self) -> float | None:
+        """Mean recall over the bot kinds: each kind weighs the same, however many sessions it makes
+        (a client without cookies makes one per request)."""
+        values = [r["recall"] for r in self.by_kind.values() if r["bot"] and r["recall"] is not None]
+        return sum(values) / len(values) if values else None
+
     def goals(self) -> dict[str, bool]:
         p, r, e, h = (self.sessions_judged.precision, self.sessions_judged.recall, self.session_error,
                       self.human_flagged)
@@ -255,7 +262,7 @@ class Report:
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "verdict_source": self.verdict_source,
                 "sessions_judged": {**self.sessions_judged.as_dict(), "human_flagged": self.human_flagged,
-                                    "partial": self.partial_sessions},
+                                    "kind_recall": self.kind_recall, "partial": self.partial_sessions},
                 "parties": self.parties.as_dict(), "events": self.events.as_dict(),
                 "by_kind": self.by_kind, "bot_reasons": self.reasons,
                 "delivery": {"expected": self.expected_events, "seen": self.seen_events, "lost": self.lost_events,
@@ -283,7 +290,8 @@ class Report:
                  row("sessions", s), row("parties", self.parties), row("events", self.events),
                  f"  human sessions judged bot: {'-' if self.human_flagged is None else f'{self.human_flagged:.2%}'}"
                  f" ({s.fp} of {s.fp + s.tn}); human sessions partly dropped from human reports: "
-                 f"{self.partial_sessions}", "",
+                 f"{self.partial_sessions}",
+                 f"  mean recall over bot kinds: {f(self.kind_recall)}", "",
                  "kind                 verdict  sessions  judged bot  share   parties  events  reasons"]
         for kind, r in sorted(self.by_kind.items(), key=lambda kv: (kv[1]["bot"], kv[0])):
             share = r["judged_bot"] / r["sessions"] if r["sessions"] else None

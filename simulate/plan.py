@@ -37,7 +37,7 @@ import json
 import math
 import random
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 from urllib.parse import urlencode
 
 from simulate import population as pop
@@ -172,12 +172,12 @@ class Party:
     def sessions(self, accepted: set[str] | None = None) -> list[list[str]]:
         """Expected sessions as lists of event ids, restricted to ``accepted`` if given."""
         grouped: dict[int, list[str]] = {}
-        for r in self.requests:
+        for index, r in enumerate(self.requests):
             if r.resend:
                 continue
             ids = [e["event_id"] for e in r.events if accepted is None or e["event_id"] in accepted]
-            if ids:
-                grouped.setdefault(r.session, []).extend(ids)
+            if ids:  # without its cookie, every request is a new party: a session of its own
+                grouped.setdefault(r.session if self.cookies else index, []).extend(ids)
         return list(grouped.values())
 
 
@@ -244,20 +244,22 @@ class _Builder:
     def page(self, t: float, session: int, url: str, referrer: str | None, tag: dict | None, transport: str,
              stay: float, engage: Engagement | None, custom_kind: str | None, visit_id: str) -> None:
         """One page view at ``t`` lasting ``stay`` seconds: its page view, custom events while on it
-        (of ``custom_kind`` pages) and, when the visitor did something after the last event, the
-        tag's final ``engagement`` event as the page is left."""
+        (of ``custom_kind`` pages) and, as the tag does, a final ``engagement`` event as the page
+        is left when the visitor did something, or the page was visible for half a second or
+        more, since the last event."""
         rng = self.rng
         pv = self.id("pv")
-        view = {"event_type": "pageView", "event_id": self.id(), "location": url}
+        view: dict[str, Any] = {"event_type": "pageView", "event_id": self.id(), "location": url}
         if referrer is not None:
             view["referrer"] = referrer
-        final = engage(stay, rng, bool(tag and tag["screen_width"] < 1000)) if engage and tag is not None else None
+        # engage None: a client that sends the tag's fields but no interaction evidence at all
+        final = engage(stay, rng, tag["screen_width"] < 1000) if engage and tag is not None else None
         if tag is not None:
             view.update(tag, page_view_id=pv, session_id=visit_id)
         if final is not None:
             view["interaction"] = interaction(visible_s=rng.uniform(0.02, 0.2))
         self.add(Request(t, transport, (view,), session))
-        last = view.get("interaction")
+        last: dict | None = view.get("interaction")
         if tag is None:
             return
         chosen = [e for e, p in pop.CUSTOM_EVENTS.get(custom_kind or "", ()) if rng.random() < p]
@@ -268,7 +270,8 @@ class _Builder:
             if final is not None:
                 event["interaction"] = last = _scaled(final, offset)
             self.add(Request(t + offset * stay, transport, (event,), session))
-        if final is not None and last is not None and _counts(final) != _counts(last):
+        if final is not None and last is not None and (
+                _counts(final) != _counts(last) or final["visible_ms"] - last["visible_ms"] >= 500):
             leave = {"event_type": "engagement", "event_id": self.id(), "location": url, "page_view_id": pv,
                      "session_id": visit_id, "interaction": final, **tag}
             self.add(Request(t + stay - 0.02, transport, (leave,), session))
@@ -542,8 +545,8 @@ class Planner:
     def _crawler(self, rng: random.Random, key: str) -> Party:
         """A declared search, SEO or AI crawler (not Google) rendering pages, keeping no cookies."""
         ua = rng.choice(pop.CRAWLER_UAS)
-        b = _Builder(self, rng, Party(key, "crawler", True, False, pop.address_in(rng, rng.choice(pop.CRAWLER_NETWORKS)),
-                                      ua))
+        ip = pop.address_in(rng, rng.choice(pop.CRAWLER_NETWORKS))
+        b = _Builder(self, rng, Party(key, "crawler", True, False, ip, ua))
         step = min(3.0, self.timing.max_step_s)
         b.hits(rng.randint(3, 15), lambda r: r.uniform(step / 3, step), _tag_fields((1024, 1024, 1.0), False),
                engage=untouched)
@@ -570,12 +573,12 @@ class Planner:
         return b.party
 
     def _pixel_bot(self, rng: random.Random, key: str) -> Party:
-        """Pixel-only hits from a residential network (image prefetchers, click fraud), with cookies;
-        one in five sends no User-Agent at all."""
+        """A script fetching page after page with their <noscript> pixel and no JavaScript, faster
+        than anyone reads (every 0.3-1 s), from a residential network, with cookies (click fraud,
+        content theft through a residential proxy); one in five sends no User-Agent at all."""
         ua = None if rng.random() < 0.2 else rng.choice(pop.HUMAN_UAS)
         b = _Builder(self, rng, Party(key, "pixel-bot", True, True, pop.human_ip(rng), ua))
-        step = min(3.0, self.timing.max_step_s)
-        b.hits(rng.randint(3, 8), lambda r: r.uniform(0.5, step), None)
+        b.hits(rng.randint(8, 25), lambda r: r.uniform(0.3, 1.0), None)
         return b.party
 
 

@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
+
 import aiohttp
 
 from simulate.plan import EVENTS, TAG_PIXEL, Party, Request, pixel_query
@@ -107,8 +108,8 @@ class Sender:
         self.stats.resent += resent
         self.stats.failed += len(failed)
         return {"key": party.key, "kind": party.kind, "bot": party.bot, "cookies": party.cookies, "ip": party.ip,
-                "ips": party.ips, "user_agent": party.user_agent, "sessions": party.sessions(accepted), "resent": resent,
-                "failed": len(failed)}
+                "ips": party.ips, "user_agent": party.user_agent, "sessions": party.sessions(accepted),
+                "resent": resent, "failed": len(failed)}
 
     def _headers(self, party: Party, request: Request, cookie: str | None) -> dict[str, str]:
         headers = {"X-Forwarded-For": request.ip or party.ip, "User-Agent": party.user_agent or "", **party.hints}

@@ -151,16 +151,19 @@ def test_bots_that_look_human_behave_as_described(parties):
         assert not p.cookies and len(p.ips) > 10 and all(ipaddress.ip_address(a) in net for a in p.ips)
         assert 4.5 < _rate(p) < 5.6
     for p in by_kind["monitor"]:
-        gaps = [b.at - a.at for a, b in zip(p.requests, p.requests[1:], strict=False)]
+        loads = [r.at for r in p.requests if r.events[0]["event_type"] == "pageView"]
+        gaps = [b - a for a, b in zip(loads, loads[1:], strict=False)]
         assert p.user_agent in pop.MONITOR_UAS and statistics.pstdev(gaps) < 0.03
-    assert all(p.user_agent in pop.LIGHTHOUSE_UAS and len(p.requests) <= 2 for p in by_kind["lighthouse"])
+    for p in by_kind["lighthouse"]:
+        loads = sum(r.events[0]["event_type"] == "pageView" for r in p.requests)
+        assert p.user_agent in pop.LIGHTHOUSE_UAS and loads <= 2
     google = ipaddress.ip_network(pop.GOOGLEBOT_NETWORK)
     assert all(ipaddress.ip_address(p.ip) in google for p in by_kind["googlebot"])
     assert not any(ipaddress.ip_address(p.ip) in google for p in by_kind["spoofed-googlebot"])
     assert {p.user_agent for p in by_kind["spoofed-googlebot"]} <= set(pop.GOOGLEBOT_UAS)
     assert all(not p.cookies for p in by_kind["crawler"] + by_kind["googlebot"])
     assert all(_rate(p) > 3 for p in by_kind["scraper"])
-    assert all({r.transport for r in p.requests} == {PIXEL} and len(p.event_ids) >= 3 for p in by_kind["pixel-bot"])
+    assert all({r.transport for r in p.requests} == {PIXEL} and _rate(p) > 1 for p in by_kind["pixel-bot"])
     assert any(":" in p.ip for p in parties) and any("." in p.ip for p in parties)
 
 
@@ -193,8 +196,8 @@ def test_every_planned_event_passes_the_collectors_validation(parties):
 
 def test_single_page_route_changes_are_page_views_of_the_same_page_kind(parties):
     """Route changes (results page, sort order, tab) follow the page they change, without campaign."""
-    views = [e for p in parties if p.kind in ("human", "human-spa") for r in p.requests if not r.resend for e in r.events
-             if e["event_type"] == "pageView"]
+    views = [e for p in parties if p.kind in ("human", "human-spa") for r in p.requests if not r.resend
+             for e in r.events if e["event_type"] == "pageView"]
     spa = [e for e in views if "#" in e["location"] or "sort=" in e["location"] or "page=" in e["location"]]
     assert len(spa) > 0.05 * len(views)
     for e in spa:

@@ -22,7 +22,8 @@ def geo(geo_settings):
 @pytest.fixture(scope="module")
 def anonymous_ip(geo_env):
     """MaxMind's Anonymous-IP test database, shipped beside the City test database."""
-    with maxminddb.open_database(Path(geo_env["CLICKPIPE_GEOIP_CITY_DB"]).with_name("GeoIP2-Anonymous-IP-Test.mmdb")) as db:
+    path = Path(geo_env["CLICKPIPE_GEOIP_CITY_DB"]).with_name("GeoIP2-Anonymous-IP-Test.mmdb")
+    with maxminddb.open_database(path) as db:
         yield db
 
 
