@@ -164,6 +164,7 @@ class Verdict:
     bot: bool
     reason: str | None = None
     partial: bool = False  # reports of human traffic still count some, not all, of its events
+    late_ms: int | None = None  # judged bot after its first events: this long after the session's start
 
 
 def verdicts_from_topics(clicks: Iterable[dict], sessions: Iterable[dict] | None) -> dict[str, Verdict]:
@@ -202,10 +203,14 @@ def verdicts_from_druid(settings: Any, clicks: Iterable[dict], since_ms: int, ti
             break
         time.sleep(2.0)
     human = reports.session_events(list(expected), since, "human")
+    late = {row["session_id"]: row for row in reports.bot_sessions(since)}
     out = {}
     for session_id in expected:
         counted, total = human.get(session_id, 0), everything.get(session_id, 0)
-        out[session_id] = Verdict(counted == 0, reasons.get(session_id), 0 < counted < total)
+        verdict = late.get(session_id) or {}
+        after = verdict.get("after_ms")
+        out[session_id] = Verdict(counted == 0, reasons.get(session_id) or verdict.get("reason"),
+                                  0 < counted < total, None if after is None else int(after))
     return out
 
 
@@ -229,6 +234,7 @@ class Report:
     closed_event_mismatches: int | None
     reasons: dict[str, int]  # session verdict reasons of sessions judged bot
     partial_sessions: int = 0  # judged human though human reports drop some of their events
+    late_ms: list[int] = field(default_factory=list)  # per session judged bot after its first event
     verdict_source: str = "topics"
     run: dict[str, Any] = field(default_factory=dict)
 
@@ -262,7 +268,8 @@ class Report:
     def as_dict(self) -> dict:
         return {"run_id": self.run_id, "verdict_source": self.verdict_source,
                 "sessions_judged": {**self.sessions_judged.as_dict(), "human_flagged": self.human_flagged,
-                                    "kind_recall": self.kind_recall, "partial": self.partial_sessions},
+                                    "kind_recall": self.kind_recall, "partial": self.partial_sessions,
+                                    "late": _spread(self.late_ms)},
                 "parties": self.parties.as_dict(), "events": self.events.as_dict(),
                 "by_kind": self.by_kind, "bot_reasons": self.reasons,
                 "delivery": {"expected": self.expected_events, "seen": self.seen_events, "lost": self.lost_events,
@@ -291,7 +298,11 @@ class Report:
                  f"  human sessions judged bot: {'-' if self.human_flagged is None else f'{self.human_flagged:.2%}'}"
                  f" ({s.fp} of {s.fp + s.tn}); human sessions partly dropped from human reports: "
                  f"{self.partial_sessions}",
-                 f"  mean recall over bot kinds: {f(self.kind_recall)}", "",
+                 f"  mean recall over bot kinds: {f(self.kind_recall)}",
+                 "  sessions judged bot after their first event: "
+                 + ("none" if not self.late_ms else
+                    "{n}, verdict {p50_s} s after the session's start (median), {p95_s} s (p95), {max_s} s (max)"
+                    .format(**_spread(self.late_ms))), "",
                  "kind                 verdict  sessions  judged bot  share   parties  events  reasons"]
         for kind, r in sorted(self.by_kind.items(), key=lambda kv: (kv[1]["bot"], kv[0])):
             share = r["judged_bot"] / r["sessions"] if r["sessions"] else None
@@ -317,6 +328,15 @@ class Report:
         return "\n".join(lines)
 
 
+def _spread(values: list[int]) -> dict[str, Any]:
+    ordered = sorted(values)
+
+    def at(q: float) -> float | None:
+        return round(ordered[int(q * (len(ordered) - 1))] / 1000, 1) if ordered else None
+
+    return {"n": len(ordered), "p50_s": at(0.5), "p95_s": at(0.95), "max_s": at(1.0)}
+
+
 def score(truth: GroundTruth, clicks: Iterable[dict], sessions: Iterable[dict] | None,
           verdicts: dict[str, Verdict] | None = None, verdict_source: str = "topics") -> Report:
     """Compare enriched ``clicks`` (and closed ``sessions``, None if not read) with ``truth``.
@@ -337,6 +357,7 @@ def score(truth: GroundTruth, clicks: Iterable[dict], sessions: Iterable[dict] |
     by_kind: dict[str, dict[str, Any]] = {}
     reasons: collections.Counter = collections.Counter()
     ip_mismatches = exact = expected_sessions = partial = 0
+    late_ms: list[int] = []
     observed: set[str] = set()
     members = collections.defaultdict(set)  # observed session id -> event ids of the run in it
     for click_list in by_event.values():
@@ -375,6 +396,7 @@ def score(truth: GroundTruth, clicks: Iterable[dict], sessions: Iterable[dict] |
             row["sessions"] += 1
             row["judged_bot"] += bot
             if bot:
+                late_ms += [v.late_ms for v in found_verdicts if v.bot and v.late_ms is not None]
                 reason = next(v.reason for v in found_verdicts if v.bot) or "unknown"
                 reasons[reason] += 1
                 row["reasons"][reason] += 1
@@ -403,4 +425,4 @@ def score(truth: GroundTruth, clicks: Iterable[dict], sessions: Iterable[dict] |
         duplicated_events=sum(len(v) - 1 for v in by_event.values()), unexpected_events=len(unexpected),
         ip_mismatches=ip_mismatches, expected_sessions=expected_sessions, observed_sessions=len(observed),
         exact_sessions=exact, closed_sessions=closed, closed_event_mismatches=mismatches, reasons=dict(reasons),
-        partial_sessions=partial, verdict_source=verdict_source, run=truth.summary or {})
+        partial_sessions=partial, late_ms=late_ms, verdict_source=verdict_source, run=truth.summary or {})
