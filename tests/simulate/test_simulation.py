@@ -1,9 +1,10 @@
 """End to end: `clickpipe simulate` over HTTP against a real collector, Kafka, a worker and Druid,
 then `clickpipe evaluate` with the session verdicts Druid's reports apply.
 
-Every modelled kind ends with its expected session verdict, and the human-traffic reports
-count exactly the events of the sessions the worker judged human (a session judged bot after
-its first events is excluded whole, its earlier events included).
+Every modelled kind ends with its expected session verdict (each kind held to the issue's
+goals: recall 0.95 for bots, at most 0.5 % of people's sessions judged bot), and the
+human-traffic reports count exactly the events of the sessions the worker judged human (a
+session judged bot after its first events is excluded whole, its earlier events included).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from clickpipe.config import load
 from druid.queries import Reports
-from simulate.evaluate import read_outputs, verdicts_from_topics
+from simulate.evaluate import GOALS, read_outputs, verdicts_from_topics
 from simulate.plan import KINDS, Mix, Planner, Timing
 from simulate.truth import read
 from tests.support.druid import wait_for
@@ -57,12 +58,6 @@ def test_every_kind_ends_with_its_expected_session_verdict_in_druid(deployed, tm
     assert delivery["lost"] == delivery["duplicated"] == delivery["unexpected"] == delivery["ip_mismatches"] == 0
     assert abs(sessions["error"]) <= 0.01 and sessions["closed"] == sessions["observed"]
 
-    # each kind: every session of a human kind counted as human, every session of a bot kind as bot
-    misjudged = {kind: f"{row['judged_bot']} of {row['sessions']} judged bot"
-                 for kind, row in report["by_kind"].items()
-                 if row["judged_bot"] != (row["sessions"] if row["bot"] else 0)}
-    assert misjudged == {}, misjudged
-
     # the human reports count exactly the events of the sessions the worker judged human
     truth = read(truth_file)
     outputs = read_outputs(truth, deployed.env["CLICKPIPE_KAFKA_BOOTSTRAP"], deployed.env["CLICKPIPE_TOPIC_ENRICHED"],
@@ -75,3 +70,12 @@ def test_every_kind_ends_with_its_expected_session_verdict_in_druid(deployed, tm
     counted = wait_for(lambda: sum(r["events"] for r in reports.traffic(since="1h", granularity="minute")),
                        lambda n: n == human_events, timeout=60)
     assert counted == human_events and 0 < human_events < len(outputs.clicks)
+
+    # each kind meets the issue's goals on its own: a bot kind's sessions judged bot (recall >= 0.95),
+    # a human kind's sessions judged bot at most 0.5 % of them (none, at these counts)
+    def missed(row: dict) -> bool:
+        return row["recall"] < GOALS["recall"] if row["bot"] else row["judged_bot_share"] > GOALS["human_flagged"]
+
+    misjudged = {kind: f"{row['judged_bot']} of {row['sessions']} judged bot"
+                 for kind, row in report["by_kind"].items() if missed(row)}
+    assert misjudged == {}, misjudged
