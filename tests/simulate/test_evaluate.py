@@ -81,6 +81,9 @@ def test_session_verdicts_decide_and_a_closed_session_record_overrides_its_event
     report = score(truth, clicks, sessions)
     assert (report.sessions_judged.tp, report.sessions_judged.fp) == (1, 0)
     assert report.reasons == {"no-interaction": 1} and report.human_flagged == 0.0
+    # a verdict the worker published after the session closed (its earlier parties of one address)
+    late = score(truth, clicks, [dict(sessions[0]), {**sessions[1], "is_bot": False}], late={"s2": "party-churn"})
+    assert late.sessions_judged.tp == 1 and late.reasons == {"party-churn": 1}
     # verdicts as Druid's human reports see them: s1 partly dropped, s2 dropped entirely
     druid = {"s1": Verdict(False, None, partial=True), "s2": Verdict(True, "no-interaction")}
     report = score(truth, clicks, sessions, druid, "druid")

@@ -44,7 +44,7 @@ def test_every_kind_ends_with_its_expected_session_verdict_in_druid(deployed, tm
     plan = Planner(SEED, "any", Timing(GAP_S, SWEEP_S), Mix(bot_share=BOT_SHARE))
     fitting = [p for p in itertools.takewhile(lambda p: p.start <= DURATION_S, plan.parties(RATE))
                if p.start + p.duration <= DURATION_S]
-    assert sent["failed"] == 0
+    assert sent["failed"] == 0, (sent, sim.stderr[-2000:])
     assert sent["accepted"] == sum(len(p.event_ids) for p in fitting)
     assert {p.kind for p in fitting} == set(KINDS)
 
@@ -58,12 +58,13 @@ def test_every_kind_ends_with_its_expected_session_verdict_in_druid(deployed, tm
     assert delivery["lost"] == delivery["duplicated"] == delivery["unexpected"] == delivery["ip_mismatches"] == 0
     assert abs(sessions["error"]) <= 0.01 and sessions["closed"] == sessions["observed"]
 
-    # the human reports count exactly the events of the sessions the worker judged human
+    # the human reports count exactly the events of the sessions the worker judged human (its
+    # closed session records, and the verdicts it published on sessions after their first events)
     truth = read(truth_file)
     outputs = read_outputs(truth, deployed.env["CLICKPIPE_KAFKA_BOOTSTRAP"], deployed.env["CLICKPIPE_TOPIC_ENRICHED"],
-                           deployed.env["CLICKPIPE_TOPIC_SESSIONS"], 60)
+                           deployed.env["CLICKPIPE_TOPIC_SESSIONS"], 60, deployed.env["CLICKPIPE_TOPIC_VERDICTS"])
     assert outputs.complete
-    worker = verdicts_from_topics(outputs.clicks, outputs.sessions)
+    worker = verdicts_from_topics(outputs.clicks, outputs.sessions, outputs.late)
     per_session = collections.Counter(c["session_id"] for c in outputs.clicks)
     human_events = sum(n for sid, n in per_session.items() if not worker[sid].bot)
     reports = Reports(load(deployed.env))
