@@ -112,6 +112,22 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ipranges(args: argparse.Namespace) -> int:
+    from app.ipranges import refresh
+    from clickpipe.config import settings
+    from steps.ipranges import RangesError
+
+    try:
+        results = refresh(settings.ip_ranges_file)
+    except (RangesError, OSError) as exc:
+        print(f"[ipranges] error: {exc}", file=sys.stderr)
+        return 1
+    print(render([{"source": r.name, "prefixes": r.prefixes if r.prefixes is not None else "kept previous",
+                   "error": r.error} for r in results]))
+    print(f"[ipranges] wrote {settings.ip_ranges_file}; workers read it when they start")
+    return 0 if all(r.prefixes is not None for r in results) else 3
+
+
 def _up(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from commands.launcher import Launcher
@@ -183,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
     stack.set_defaults(func=_stack)
+
+    ipranges = sub.add_parser("ipranges", help="published IP ranges of crawlers and clouds (bot verification)")
+    ipranges_sub = ipranges.add_subparsers(dest="action", required=True)
+    ipranges_sub.add_parser("refresh", help="download every operator's published ranges into CLICKPIPE_IP_RANGES_FILE "
+                                            "(exit 3 if a source failed: its previous ranges are kept)")
+    ipranges.set_defaults(func=_ipranges)
 
     worker = sub.add_parser("worker", help="run a stream-processing worker (same as: faust -A app.main worker)")
     worker.add_argument("-l", "--loglevel", default="info")
