@@ -352,6 +352,10 @@ class Settings:
     geoip_asn_db: Path = _setting(
         "CLICKPIPE_GEOIP_ASN_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoLite2-ASN.mmdb",
         "MaxMind ASN database (GeoLite2 or GeoIP2); missing: no AS fields")
+    npm_registry: str = _setting(
+        "CLICKPIPE_NPM_REGISTRY", "https://registry.npmjs.org",
+        "npm registry `clickpipe geoip fetch` downloads the free city and ASN databases from",
+        parse=lambda raw: raw.rstrip("/"))
     geoip_anonymous_db: Path = _setting(
         "CLICKPIPE_GEOIP_ANONYMOUS_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoIP2-Anonymous-IP.mmdb",
         "MaxMind Anonymous IP database (VPN, Tor, proxies, hosting); missing: published cloud ranges and AS "
