@@ -312,11 +312,11 @@ class Settings:
         "sliding window of the party-churn rule: new parties per address that did not come back", unit="seconds",
         minimum=1)
     bot_churn_max_parties: int = _setting(
-        "CLICKPIPE_BOT_CHURN_MAX_PARTIES", "30",
+        "CLICKPIPE_BOT_CHURN_MAX_PARTIES", "100",
         "new parties seen once per IPv4 address or IPv6 /64 in one window above which they are bots (counted over "
         "all partitions: each partition counts its share)", unit="parties", minimum=1)
     bot_churn_max_parties_per_ua: int = _setting(
-        "CLICKPIPE_BOT_CHURN_MAX_PARTIES_PER_UA", "12",
+        "CLICKPIPE_BOT_CHURN_MAX_PARTIES_PER_UA", "40",
         "same, per address and user agent", unit="parties", minimum=1)
     bot_page_burst: int = _setting(
         "CLICKPIPE_BOT_PAGE_BURST", "50", "page views a session may make at once (single-page-app route bursts)",
