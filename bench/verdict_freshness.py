@@ -128,13 +128,13 @@ def main() -> None:
             http = requests.Session()
             for i in range(args.probes):
                 party, path = f"probe-{tag}-{i}", f"/probe/{tag}/{i}"
-                event = {"party_id": party, "event_id": f"{party}-a", "location": f"https://shop.example.com{path}"}
-                if http.post(f"{url}/events", json=[event], headers={"User-Agent": UA}, timeout=10).ok:
+                first = {"party_id": party, "event_id": f"{party}-a", "location": f"https://shop.example.com{path}"}
+                if http.post(f"{url}/events", json=[first], headers={"User-Agent": UA}, timeout=10).ok:
                     sent_first[path] = time.time()
                 time.sleep(args.gap)
-                event = {"party_id": party, "event_id": f"{party}-b", "event_type": "click", "webdriver": True,
-                         "location": f"https://shop.example.com/probe/{tag}/{i}/b"}
-                if http.post(f"{url}/events", json=[event], headers={"User-Agent": UA}, timeout=10).ok:
+                deciding = {"party_id": party, "event_id": f"{party}-b", "event_type": "click", "webdriver": True,
+                            "location": f"https://shop.example.com/probe/{tag}/{i}/b"}
+                if http.post(f"{url}/events", json=[deciding], headers={"User-Agent": UA}, timeout=10).ok:
                     sent_verdict[path] = time.time()
                 time.sleep(max(0.0, args.interval - args.gap))
             deadline = time.monotonic() + args.timeout
