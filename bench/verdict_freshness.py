@@ -132,8 +132,9 @@ def main() -> None:
                 if http.post(f"{url}/events", json=[first], headers={"User-Agent": UA}, timeout=10).ok:
                     sent_first[path] = time.time()
                 time.sleep(args.gap)
-                deciding = {"party_id": party, "event_id": f"{party}-b", "event_type": "click", "webdriver": True,
-                            "location": f"https://shop.example.com/probe/{tag}/{i}/b"}
+                deciding: dict[str, str | bool] = {
+                    "party_id": party, "event_id": f"{party}-b", "event_type": "click", "webdriver": True,
+                    "location": f"https://shop.example.com/probe/{tag}/{i}/b"}
                 if http.post(f"{url}/events", json=[deciding], headers={"User-Agent": UA}, timeout=10).ok:
                     sent_verdict[path] = time.time()
                 time.sleep(max(0.0, args.interval - args.gap))
