@@ -16,7 +16,7 @@ from clickpipe.config import Settings
 from collector import metrics
 from collector.dedup import DuplicateMemory
 from collector.ids import is_valid_id, new_id
-from collector.mapping import Context
+from collector.mapping import MAX_CLIENT_HINT, Context
 from collector.network import anonymize, client_ip
 from collector.sink import Sink
 
@@ -45,6 +45,11 @@ def cookie_domain(configured: str, host: str) -> str | None:
         return configured
     metrics.COOKIE_DOMAIN_MISMATCH.inc()
     return None
+
+
+def client_hint(value: str | None) -> str | None:
+    """A client-hint header as sent, or None when absent or longer than any browser sends."""
+    return value if value is not None and len(value) <= MAX_CLIENT_HINT else None
 
 
 def media_type(content_type: str | None) -> str:
@@ -92,6 +97,9 @@ class Intake:
             party_id=party,
             new_party=new,
             no_js=no_js,
+            ch_ua=client_hint(req.get_header("Sec-CH-UA")),
+            ch_ua_mobile=client_hint(req.get_header("Sec-CH-UA-Mobile")),
+            ch_ua_platform=client_hint(req.get_header("Sec-CH-UA-Platform")),
         )
 
     def set_party_cookie(self, req: falcon.Request, resp: falcon.Response, party_id: str) -> None:

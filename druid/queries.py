@@ -337,6 +337,22 @@ class Reports:
                 for i, (step, n) in enumerate(zip(steps, reached, strict=False))]
 
 
+    # --- per session (evaluation) ----------------------------------------------------------
+
+    def session_events(self, session_ids: Sequence[str], since: str, traffic: str = "all",
+                       batch: int = 500) -> dict[str, int]:
+        """Events of each of ``session_ids`` that ``traffic`` counts (what the reports of that
+        traffic see of the session); sessions with none are left out."""
+        counts: dict[str, int] = {}
+        ids = sorted(set(session_ids))
+        for start in range(0, len(ids), batch):
+            chunk = ", ".join(map(literal, ids[start:start + batch]))
+            for row in self.sql(f'SELECT session_id, SUM("count") AS events FROM {self.clicks} '
+                                f"WHERE {self._where(since, None, traffic)} AND session_id IN ({chunk}) "
+                                f"GROUP BY session_id"):
+                counts[row["session_id"]] = int(row["events"])
+        return counts
+
 REPORTS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "live": Reports.live,
     "traffic": Reports.traffic,
