@@ -308,7 +308,7 @@ class Settings:
     keep_duplicates: bool = _setting(
         "CLICKPIPE_KEEP_DUPLICATES", "false", "send duplicates to the dead letters (reason duplicate)")
     bot_churn_window_seconds: int = _setting(
-        "CLICKPIPE_BOT_CHURN_WINDOW_SECONDS", "600",
+        "CLICKPIPE_BOT_CHURN_WINDOW_SECONDS", "120",
         "sliding window of the party-churn rule: new parties per address that did not come back", unit="seconds",
         minimum=1)
     bot_churn_max_parties: int = _setting(
@@ -316,7 +316,7 @@ class Settings:
         "new parties seen once per IPv4 address or IPv6 /64 in one window above which they are bots (counted over "
         "all partitions: each partition counts its share)", unit="parties", minimum=1)
     bot_churn_max_parties_per_ua: int = _setting(
-        "CLICKPIPE_BOT_CHURN_MAX_PARTIES_PER_UA", "12",
+        "CLICKPIPE_BOT_CHURN_MAX_PARTIES_PER_UA", "15",
         "same, per address and user agent", unit="parties", minimum=1)
     bot_page_burst: int = _setting(
         "CLICKPIPE_BOT_PAGE_BURST", "50", "page views a session may make at once (single-page-app route bursts)",
@@ -335,9 +335,9 @@ class Settings:
         "coefficient of variation of those intervals below which the timing is machine-like", unit="percent",
         minimum=0)
     bot_no_interaction_pages: int = _setting(
-        "CLICKPIPE_BOT_NO_INTERACTION_PAGES", "4",
-        "page views visible for 2 s or more with interaction evidence and none at all, after which a session is "
-        "a bot", unit="page views", minimum=1)
+        "CLICKPIPE_BOT_NO_INTERACTION_PAGES", "6",
+        "page views of a session visible for 0.5 s or more whose tag saw no pointer, touch or key at all (people "
+        "click or tap their way from page to page), after which it is a bot", unit="page views", minimum=1)
     bot_pixel_only_events: int = _setting(
         "CLICKPIPE_BOT_PIXEL_ONLY_EVENTS", "12",
         "pixel hits of a session of a party never seen with JS after which it is a bot (from 3 it is weak "
@@ -352,6 +352,10 @@ class Settings:
     geoip_asn_db: Path = _setting(
         "CLICKPIPE_GEOIP_ASN_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoLite2-ASN.mmdb",
         "MaxMind ASN database (GeoLite2 or GeoIP2); missing: no AS fields")
+    npm_registry: str = _setting(
+        "CLICKPIPE_NPM_REGISTRY", "https://registry.npmjs.org",
+        "npm registry `clickpipe geoip fetch` downloads the free city and ASN databases from",
+        parse=lambda raw: raw.rstrip("/"))
     geoip_anonymous_db: Path = _setting(
         "CLICKPIPE_GEOIP_ANONYMOUS_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoIP2-Anonymous-IP.mmdb",
         "MaxMind Anonymous IP database (VPN, Tor, proxies, hosting); missing: published cloud ranges and AS "

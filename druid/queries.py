@@ -43,7 +43,7 @@ GRANULARITIES = {"minute": "PT1M", "5minutes": "PT5M", "15minutes": "PT15M", "ho
 FUNNEL_BY = {"page": "url_path", "event": "event_type"}
 LIVE_WINDOW = timedelta(minutes=5)
 # How long the absence of the verdicts datasource is believed (it appears with its first row).
-VERDICTS_RECHECK_S = 10.0
+VERDICTS_RECHECK_S = 2.0
 # Theta union size of per-group sketches in top-N reports: exact up to 4096 distinct values,
 # about 1.6% relative error beyond, and a quarter of the default's merge-buffer memory.
 GROUP_SKETCH_SIZE = 4096

@@ -20,10 +20,10 @@ session is a bot from then on, and every later event of it is flagged at once:
 - ``party-churn``: this new party is one of too many throw-away parties of its address;
 - ``page-rate``: page views above the sustained rate, past the burst, for a while;
 - ``regular-timing``: page-view intervals more regular than a person's;
-- ``no-interaction``: several page views visible long enough without any interaction;
+- ``no-interaction``: several page views visible long enough without a pointer, touch or key;
 - ``pixel-only``: many pixel hits from a party never seen with the tag;
 - ``hosting``: a hosting network (``network_type``) AND weak bot-like evidence (a few
-  pixel-only hits, two page views without interaction, or a page rate above the sustained
+  pixel-only hits, three page views without interaction, or a page rate above the sustained
   rate); a hosting network alone never decides (people browse through company proxies).
 
 Events of a session that came before its verdict are already on their way to Druid as
@@ -64,7 +64,7 @@ MONITOR = re.compile(
     r"NewRelicPinger|New Relic Synthetics|Datadog",
     re.IGNORECASE)
 PIXEL_WEAK = 3  # pixel hits without the tag that count as weak evidence (with a hosting network)
-INTERACTION_WEAK = 2  # judged page views without interaction that count as weak evidence
+INTERACTION_WEAK = 3  # judged page views without interaction that count as weak evidence
 
 
 class UserAgentRules:

@@ -15,13 +15,14 @@ tripped by one burst: :mod:`steps.bots` combines them into a session verdict.
 - :func:`regular_timing` (``regular-timing``): the last page-view intervals, seconds apart,
   vary less than a person's ever do (coefficient of variation below a bound).
 - :class:`Interaction` (``no-interaction``): page views visible long enough, whose tag
-  reported no pointer, touch, key or scroll at all. Null interaction is no evidence.
+  reported no pointer, touch or key at all: people click or tap from page to page, a script
+  navigates by itself. Null interaction is no evidence.
 
 Partitions: the raw topic is keyed by party, so one address's parties spread over all
 partitions, and each partition's IP state sees a uniform share of them (a party lands on a
-partition by the hash of its random id). :class:`PartyChurn` compares ``count x partitions``
-with the limit: the limit means the same whatever the partition count (in expectation;
-docs/pipeline.md shows the measurement).
+partition by the hash of its random id). :class:`PartyChurn` compares each partition's count
+with its share of the limit (never below :data:`MIN_LOCAL_LIMIT`, as small counts are noisy):
+the limit means the same whatever the partition count (bench/bot_partitions.py measures it).
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ import statistics
 from typing import Any
 
 PAGE_VIEW = "pageView"
-VISIBLE_ENOUGH_MS = 2000  # a page seen this long gives a person time to scroll, point or touch
+VISIBLE_ENOUGH_MS = 500  # the tag reports a page view's engagement once it was visible this long
+# What a person does to get from page to page: point, tap or type. Scrolls are not counted: a
+# script scrolls as easily, and reading by wheel alone never leaves a page.
+ACTIONS = ("pointer", "touch", "keys")
+MIN_LOCAL_LIMIT = 3  # a partition's share of a churn limit is never below this (small counts are noisy)
 # Below this mean gap, page views are route changes or a batch flushed on the tag's timer (its
 # own regular clock): the page-rate rule judges those, timing regularity does not.
 REGULAR_MIN_MEAN_MS = 2000
@@ -73,8 +78,8 @@ class PartyChurn:
         self.window_ms = window_ms
         self.partitions = partitions
         # What one partition counts before the whole address is over the limit: its share.
-        self.local_limit = {"ip": max(1, math.ceil(max_parties / partitions)),
-                            "ua": max(1, math.ceil(max_parties_per_ua / partitions))}
+        self.local_limit = {"ip": max(MIN_LOCAL_LIMIT, math.ceil(max_parties / partitions)),
+                            "ua": max(MIN_LOCAL_LIMIT, math.ceil(max_parties_per_ua / partitions))}
         self.keep = 2 * max(self.local_limit.values())
 
     def keys(self, ip: str | None, user_agent: str | None) -> list[tuple[str, str]]:
@@ -165,8 +170,8 @@ def regular_timing(times: list[int], intervals: int, max_cv: float) -> bool:
 
 
 class Interaction:
-    """Per page view of a session: ``{page_view_id: 1 (interacted) or 0 (visible long enough,
-    nothing)}``; a page view with no evidence yet is absent."""
+    """Per page view of a session: ``{page_view_id: 1 (pointer, touch or key seen) or 0 (visible
+    long enough, none)}``; a page view with no evidence yet is absent."""
 
     def __init__(self, pages: int, keep: int = 32):
         self.pages = pages
@@ -175,7 +180,7 @@ class Interaction:
     def observe(self, seen: dict[str, int], page_view_id: str | None, interaction: dict[str, Any] | None) -> None:
         if not page_view_id or not interaction:
             return
-        acted = any(interaction.get(k) or 0 for k in ("pointer", "touch", "keys", "scrolls"))
+        acted = any(interaction.get(k) or 0 for k in ACTIONS)
         if acted:
             seen[page_view_id] = 1
         elif (interaction.get("visible_ms") or 0) >= VISIBLE_ENOUGH_MS and page_view_id not in seen:

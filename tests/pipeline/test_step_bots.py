@@ -173,23 +173,30 @@ def page_with_engagement(event, i, **counts):
 
 
 def test_pages_without_any_interaction_are_judged(bots, event):
-    records = [r for i in range(5) for r in page_with_engagement(event, i)]
+    records = [r for i in range(7) for r in page_with_engagement(event, i)]
     reasons, ctx = run(bots, records)
-    assert reasons[:7] == [None] * 7 and reasons[7] == "no-interaction"
+    assert reasons[:11] == [None] * 11 and set(reasons[11:]) == {"no-interaction"}  # the 6th page's engagement
     assert [v["reason"] for v in ctx.verdicts] == ["no-interaction"]
 
 
-def test_a_reader_who_scrolls_is_not_judged(bots, event):
-    records = [r for i in range(8) for r in page_with_engagement(event, i, scrolls=3 if i % 3 == 0 else 0)]
+def test_scripted_scrolls_are_no_interaction(bots, event):
+    records = [r for i in range(7) for r in page_with_engagement(event, i, scrolls=2)]
+    reasons, _ = run(bots, records)
+    assert "no-interaction" in reasons
+
+
+def test_a_reader_who_clicks_from_page_to_page_is_not_judged(bots, event):
+    # a click on most pages (the link to the next one); every third page left by the back button
+    records = [r for i in range(20) for r in page_with_engagement(event, i, pointer=0 if i % 3 == 2 else 1)]
     reasons, _ = run(bots, records)
     assert set(reasons) == {None}
 
 
 def test_no_interaction_evidence_is_no_evidence(bots, event):
-    # null interaction (pixel transport, old tag) and page views seen for under 2 s prove nothing
+    # null interaction (pixel transport, old tag) and page views seen for under 0.5 s prove nothing
     records = [event(server_time=T0 + i * 40 * SECOND, page_view_id=f"pv{i}", interaction=None) for i in range(8)]
     records += [event(server_time=T0 + 400 * SECOND + i * 40 * SECOND, page_view_id=f"q{i}",
-                      interaction=interaction(visible_ms=1500)) for i in range(8)]
+                      interaction=interaction(visible_ms=300)) for i in range(8)]
     reasons, _ = run(bots, records)
     assert set(reasons) == {None}
 
@@ -235,7 +242,7 @@ def test_cookie_dropper_on_one_ipv4_is_judged_with_its_earlier_parties(bots, eve
     ips: dict = {}
     reasons = []
     verdicts = []
-    for i in range(60):  # 2 requests a second, a new party each time
+    for i in range(100):  # 2 requests a second, a new party each time
         ctx = Context(ips=ips)
         reasons.append(bots(event(party_id=f"d{i}", session_id=f"s{i}", new_party=True, server_time=T0 + i * 500,
                                   ip="203.0.113.9"), ctx)["bot_reason"])
@@ -249,7 +256,7 @@ def test_cookie_dropper_on_one_ipv4_is_judged_with_its_earlier_parties(bots, eve
 def test_cookie_dropper_across_an_ipv6_64_is_judged(bots, event, settings):
     ips: dict = {}
     reasons = []
-    for i in range(60):
+    for i in range(200):
         ua = HUMAN.replace("120.0", f"12{i % 5}.0")  # rotating user agents, one /64
         ctx = Context(ips=ips)
         reasons.append(bots(event(party_id=f"d{i}", session_id=f"s{i}", new_party=True, server_time=T0 + i * 200,
@@ -290,16 +297,19 @@ def test_per_ip_limit_does_not_depend_on_the_partition_count(make_settings, even
     for partitions in (1, 4, 16):
         step = build(make_settings(PARTITIONS=partitions))
         ips: list[dict] = [{} for _ in range(partitions)]
-        flagged = 0
+        flagged, decided = set(), set()
         for i in range(600):  # 2 req/s for 5 minutes, 5 rotating user agents
             party = f"drop-{i}"
             ctx = Context(ips=ips[partition_for(party.encode(), partitions)])
             ua = HUMAN.replace("120.0", f"12{i % 5}.0")
             record = event(party_id=party, session_id=party, new_party=True, server_time=T0 + i * 500,
                            ip="203.0.113.77", user_agent=ua)
-            flagged += bool(step(record, ctx)["is_bot"]) or bool(ctx.verdicts)
-        caught[partitions] = flagged
-    assert all(n >= 0.9 * 600 for n in caught.values()), caught
+            if step(record, ctx)["is_bot"]:
+                flagged.add(party)
+            decided.update(v["session_id"] for v in ctx.verdicts)
+        caught[partitions] = len(flagged | decided)
+    # each party is a session; all are judged, at once or by a verdict, whatever the partition count
+    assert caught == {1: 600, 4: 600, 16: 600}, caught
 
 
 # --- sessions and state -----------------------------------------------------------------------
