@@ -185,7 +185,7 @@ def verdicts_from_topics(clicks: Iterable[dict], sessions: Iterable[dict] | None
     for record in sessions or ():
         out[record["session_id"]] = Verdict(bool(record["is_bot"]), record.get("bot_reason"))
     for session_id, reason in (late or {}).items():
-        if session_id in out:
+        if session_id in out and not out[session_id].bot:  # an immediate reason stays the reason
             out[session_id] = Verdict(True, reason)
     return out
 
