@@ -123,9 +123,10 @@ def test_evaluate_command_exits_2_on_a_missing_truth_file(tmp_path, capsys):
 def replay(planner: Planner, rate: float, limit: int, settings):
     """Feed the plan's events through the configured steps as the collector would record them.
 
-    Returns (truth, enriched clicks, closed sessions, late verdicts: session id -> reason). Cookie-keeping parties get one party id
-    (new with their first request), the others a new one per request; resends carry their
-    earlier event ids again. Every session is closed by a last sweep after the plan.
+    Returns (truth, enriched clicks, closed sessions, late verdicts: session id -> reason).
+    Cookie-keeping parties get one party id (new with their first request), the others a new
+    one per request; resends carry their earlier event ids again. Every session is closed by a
+    last sweep after the plan.
     """
     pipeline = Pipeline(settings)
     parties = list(planner.parties(rate, limit))

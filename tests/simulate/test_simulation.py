@@ -12,6 +12,9 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -20,6 +23,7 @@ from druid.queries import Reports
 from simulate.evaluate import GOALS, read_outputs, verdicts_from_topics
 from simulate.plan import KINDS, Mix, Planner, Timing
 from simulate.truth import read
+from tests.support import ROOT
 from tests.support.druid import wait_for
 from tests.support.simulation import deployment
 
@@ -80,3 +84,12 @@ def test_every_kind_ends_with_its_expected_session_verdict_in_druid(deployed, tm
     misjudged = {kind: f"{row['judged_bot']} of {row['sessions']} judged bot"
                  for kind, row in report["by_kind"].items() if missed(row)}
     assert misjudged == {}, misjudged
+
+
+def test_evaluate_exits_1_on_a_missing_topic(stack, tmp_path):
+    truth = tmp_path / "truth.jsonl"
+    truth.write_text(json.dumps({"run": {"run_id": "r", "started_ms": 0}}) + "\n")
+    ev = subprocess.run([sys.executable, "-m", "commands.cli", "evaluate", str(truth), "--enriched-topic",
+                         "no-such-topic-for-evaluate"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                        env={**os.environ, "CLICKPIPE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap})
+    assert ev.returncode == 1 and "no-such-topic-for-evaluate" in ev.stderr
