@@ -10,8 +10,10 @@ per partition, and counts the events judged bot (immediately or through a sessio
 - cookie-dropper-v6: 5 requests/s spread over one IPv6 /64, rotating user agents, 2 min;
 - office: 300 people behind one IPv4 address (30 events/s), one browser build, 10 min;
   20 new visitors who come back;
-- carrier-nat: 3,000 phones behind one IPv4 address (60 events/s), 10 min; 150 new
-  visitors, a third of whom leave after a single page view (bounce).
+- carrier-nat: 3,000 phones behind one IPv4 address (60 events/s), 10 min, all with one
+  browser build (the worst case for the per-UA limit); 150 new visitors, a third of whom leave
+  after a single page view (bounce), the others' next event coming a minute later on average;
+- carrier-nat-cellular: the same, where the IP data says the address is cellular.
 
     .venv/bin/python -m bench.bot_partitions [--partitions 1 2 4 8 16]
 
@@ -36,10 +38,10 @@ CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, 
 T0 = 1_700_000_000_000
 
 
-def _event(party: str, t: int, ip: str, ua: str, new: bool, n: int) -> dict[str, Any]:
+def _event(party: str, t: int, ip: str, ua: str, new: bool, n: int, network: str | None = None) -> dict[str, Any]:
     return {"server_time": T0 + t, "party_id": party, "session_id": f"s-{party}", "event_type": "pageView",
             "page_view_id": f"pv-{n}", "ip": ip, "no_js": False, "user_agent": ua, "webdriver": None,
-            "new_party": new, "network_type": None, "interaction": None}
+            "new_party": new, "network_type": network, "interaction": None}
 
 
 def dropper_v4() -> Iterator[dict[str, Any]]:
@@ -53,7 +55,8 @@ def dropper_v6() -> Iterator[dict[str, Any]]:
         yield _event(f"d6-{i}", i * 200, f"2001:db8:7:9:{i:x}::{i % 7 + 1:x}", ua, True, i)
 
 
-def crowd(prefix: str, people: int, per_s: int, new: int, bounce: float, seed: int) -> Iterator[dict[str, Any]]:
+def crowd(prefix: str, people: int, per_s: int, new: int, bounce: float, seed: int,
+          network: str | None = None) -> Iterator[dict[str, Any]]:
     rng = random.Random(seed)
     minutes = 10
     arrivals = {p: rng.randrange(minutes * 60_000) for p in range(new)}
@@ -66,7 +69,7 @@ def crowd(prefix: str, people: int, per_s: int, new: int, bounce: float, seed: i
             person = rng.randrange(new, people)
         first = person not in seen
         seen.add(person)
-        yield _event(f"{prefix}-{person}", t, "198.51.100.7", CHROME, first and person in arrivals, n)
+        yield _event(f"{prefix}-{person}", t, "198.51.100.7", CHROME, first and person in arrivals, n, network)
 
 
 SCENARIOS = {
@@ -74,6 +77,7 @@ SCENARIOS = {
     "cookie-dropper-v6": dropper_v6,
     "office": lambda: crowd("office", 300, 30, 20, 0.0, 1),
     "carrier-nat": lambda: crowd("nat", 3000, 60, 150, 1 / 3, 2),
+    "carrier-nat-cellular": lambda: crowd("nat", 3000, 60, 150, 1 / 3, 2, "cellular"),
 }
 
 

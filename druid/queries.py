@@ -147,7 +147,9 @@ class Reports:
             if traffic == "bots":
                 conditions.append(f"(is_bot = 'true' OR session_id IN ({verdicts}))" if verdicts else "is_bot = 'true'")
             else:
-                conditions.append("is_bot = 'false'" + (f" AND session_id NOT IN ({verdicts})" if verdicts else ""))
+                # rows written before sessions carried session_id have none: no verdict can name them
+                conditions.append("is_bot = 'false'" + (f" AND (session_id IS NULL OR session_id NOT IN ({verdicts}))"
+                                                        if verdicts else ""))
         return " AND ".join(conditions)
 
     def _verdict_sessions(self, start: datetime | None, end: datetime) -> str | None:

@@ -17,7 +17,8 @@ Immediate rules flag the event they see, first match wins:
 Behavioural evidence (:mod:`steps.signals`) decides the SESSION: once one rule holds, the
 session is a bot from then on, and every later event of it is flagged at once:
 
-- ``party-churn``: this new party is one of too many throw-away parties of its address;
+- ``party-churn``: this new party is one of too many throw-away parties of its address (limits
+  four times higher for an address the data calls cellular: carrier-grade NAT);
 - ``page-rate``: page views above the sustained rate, past the burst, for a while;
 - ``regular-timing``: page-view intervals more regular than a person's;
 - ``no-interaction``: several page views visible long enough without a pointer, touch or key;
@@ -180,7 +181,8 @@ class Bots:
         party, session = record["party_id"], record["session_id"]
         self.churn.add(ctx.ips, keys, t, party, session)
         state["ck"] = [key for _, key in keys]
-        if not self.churn.over(ctx.ips, keys, t):
+        if not self.churn.over(ctx.ips, keys, t, signals.CELLULAR_SCALE if record.get("network_type") == "cellular"
+                               else 1):
             return False
         for sid, (start, other, _) in self.churn.claim(ctx.ips, keys, t).items():
             if sid != session:  # the earlier throw-away parties of this address: bots too

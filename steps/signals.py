@@ -39,6 +39,9 @@ VISIBLE_ENOUGH_MS = 500  # the tag reports a page view's engagement once it was 
 # script scrolls as easily, and reading by wheel alone never leaves a page.
 ACTIONS = ("pointer", "touch", "keys")
 MIN_LOCAL_LIMIT = 3  # a partition's share of a churn limit is never below this (small counts are noisy)
+# A mobile carrier puts thousands of phones behind one address (carrier-grade NAT): where the
+# data says an address is cellular, the churn limits are this many times higher.
+CELLULAR_SCALE = 4
 # Below this mean gap, page views are route changes or a batch flushed on the tag's timer (its
 # own regular clock): the page-rate rule judges those, timing regularity does not.
 REGULAR_MIN_MEAN_MS = 2000
@@ -80,7 +83,7 @@ class PartyChurn:
         # What one partition counts before the whole address is over the limit: its share.
         self.local_limit = {"ip": max(MIN_LOCAL_LIMIT, math.ceil(max_parties / partitions)),
                             "ua": max(MIN_LOCAL_LIMIT, math.ceil(max_parties_per_ua / partitions))}
-        self.keep = 2 * max(self.local_limit.values())
+        self.keep = 2 * CELLULAR_SCALE * max(self.local_limit.values())
 
     def keys(self, ip: str | None, user_agent: str | None) -> list[tuple[str, str]]:
         """(kind, key) of the counters an event of this address and user agent touches."""
@@ -105,9 +108,9 @@ class PartyChurn:
             entries = [e for e in self._live(value, t) if e[1] != party]
             ips[key] = {"e": entries}
 
-    def over(self, ips, keys: list[tuple[str, str]], t: int) -> bool:
-        """True if some key has more live entries than its share of the limit."""
-        return any(len(self._live(ips.get(key), t)) > self.local_limit[kind] for kind, key in keys)
+    def over(self, ips, keys: list[tuple[str, str]], t: int, scale: int = 1) -> bool:
+        """True if some key has more live entries than its share of the limit (times ``scale``)."""
+        return any(len(self._live(ips.get(key), t)) > self.local_limit[kind] * scale for kind, key in keys)
 
     def claim(self, ips, keys: list[tuple[str, str]], t: int) -> dict[str, list[Any]]:
         """The live entries of ``keys`` not claimed before, by session; each is marked claimed
