@@ -353,3 +353,13 @@ def test_a_cellular_address_gets_higher_churn_limits(bots, event, settings):
                    for i in range(40)]
         judged[network] = reasons.count("party-churn")
     assert judged == {None: 40 - settings.bot_churn_max_parties_per_ua, "cellular": 0}
+
+
+def test_state_written_by_the_previous_version_is_replaced(bots, event):
+    """Upgrading a running deployment: per-IP counters [window, events] and party counters of the
+    old rate rules are in the tables."""
+    ctx = Context(party={"bots": {"w": 170000000, "n": 4, "js": True, "px": 0}},
+                  ips={PLAIN_IP: [170000000, 12]})
+    assert bots(event(server_time=T0, new_party=True), ctx)["is_bot"] is False
+    assert isinstance(ctx.ips[PLAIN_IP], dict)
+    assert bots.ip_due_at([170000000, 12]) == 0  # an old counter the sweep finds is deleted at once
