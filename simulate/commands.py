@@ -37,6 +37,8 @@ def add_parsers(sub, settings_defaults) -> None:
     ev.add_argument("truth", type=Path, help="ground-truth file of the run")
     ev.add_argument("--enriched-topic", default=s.topic_enriched)
     ev.add_argument("--sessions-topic", default=s.topic_sessions)
+    ev.add_argument("--verdicts-topic", default=s.topic_verdicts,
+                    help="session verdicts the worker published after a session's first events (--verdicts topics)")
     ev.add_argument("--bootstrap", default=s.kafka_bootstrap)
     ev.add_argument("--timeout", type=float, default=120.0,
                     help="seconds to wait for every event and every closed session (default 120)")
@@ -107,7 +109,8 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     try:
         outputs = evaluation.read_outputs(truth, args.bootstrap, args.enriched_topic,
-                                          None if args.no_sessions_topic else args.sessions_topic, args.timeout)
+                                          None if args.no_sessions_topic else args.sessions_topic, args.timeout,
+                                          args.verdicts_topic if args.verdicts == "topics" else None)
     except evaluation.TopicError as exc:
         print(f"[evaluate] {exc}", file=sys.stderr)
         return 1
@@ -129,6 +132,6 @@ def evaluate(args: argparse.Namespace) -> int:
         except DruidError as exc:
             print(f"[evaluate] {exc}", file=sys.stderr)
             return 1
-    report = evaluation.score(truth, outputs.clicks, sessions, verdicts, args.verdicts)
+    report = evaluation.score(truth, outputs.clicks, sessions, verdicts, args.verdicts, outputs.late)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
     return 0

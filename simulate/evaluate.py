@@ -51,12 +51,13 @@ class TopicError(RuntimeError):
 class Outputs:
     clicks: list[dict] = field(default_factory=list)  # the run's enriched clicks (selected fields)
     sessions: list[dict] = field(default_factory=list)  # Session records of the run's parties
+    late: dict[str, str] = field(default_factory=dict)  # session id -> reason, judged bot after its first event
     undecodable: int = 0
     complete: bool = False  # every accepted event seen (and every session closed) before the timeout
 
 
 def read_outputs(truth: GroundTruth, bootstrap: str, enriched_topic: str, sessions_topic: str | None,
-                 timeout_s: float) -> Outputs:
+                 timeout_s: float, verdicts_topic: str | None = None) -> Outputs:
     """Read the run's records from the topics (see the module doc); :class:`TopicError` if unreadable."""
     from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -69,7 +70,7 @@ def read_outputs(truth: GroundTruth, bootstrap: str, enriched_topic: str, sessio
     out = Outputs()
     sessions_by_party: dict[str, list[dict]] = collections.defaultdict(list)
     try:
-        topics = [enriched_topic] + ([sessions_topic] if sessions_topic else [])
+        topics = [enriched_topic] + [t for t in (sessions_topic, verdicts_topic) if t]
         wanted = []
         try:
             meta = consumer.list_topics(timeout=10)
@@ -102,7 +103,9 @@ def read_outputs(truth: GroundTruth, bootstrap: str, enriched_topic: str, sessio
                     out.undecodable += 1
                     continue
                 for record in records:
-                    if msg.topic() == enriched_topic:
+                    if msg.topic() == verdicts_topic:
+                        out.late.setdefault(record["session_id"], record["reason"])
+                    elif msg.topic() == enriched_topic:
                         if record["event_id"].startswith(run_prefix):
                             out.clicks.append({k: record.get(k) for k in _CLICK_FIELDS})
                             seen.add(record["event_id"])
@@ -167,9 +170,12 @@ class Verdict:
     late_ms: int | None = None  # judged bot after its first events: this long after the session's start
 
 
-def verdicts_from_topics(clicks: Iterable[dict], sessions: Iterable[dict] | None) -> dict[str, Verdict]:
-    """Session verdicts as the worker's outputs state them: the closed Session record's, else
-    (session not closed, or sessions not read) bot if any of its events is flagged."""
+def verdicts_from_topics(clicks: Iterable[dict], sessions: Iterable[dict] | None,
+                         late: dict[str, str] | None = None) -> dict[str, Verdict]:
+    """Session verdicts as the worker's outputs state them: bot if the worker published a verdict
+    on it after its first events (``late``: session id -> reason, from the verdicts topic), else
+    the closed Session record's, else (session not closed, or sessions not read) bot if any of
+    its events is flagged."""
     out: dict[str, Verdict] = {}
     for click in clicks:
         if click["is_bot"] and not out.get(click["session_id"], Verdict(False)).bot:
@@ -178,6 +184,9 @@ def verdicts_from_topics(clicks: Iterable[dict], sessions: Iterable[dict] | None
             out.setdefault(click["session_id"], Verdict(False))
     for record in sessions or ():
         out[record["session_id"]] = Verdict(bool(record["is_bot"]), record.get("bot_reason"))
+    for session_id, reason in (late or {}).items():
+        if session_id in out and not out[session_id].bot:  # an immediate reason stays the reason
+            out[session_id] = Verdict(True, reason)
     return out
 
 
@@ -338,17 +347,18 @@ def _spread(values: list[int]) -> dict[str, Any]:
 
 
 def score(truth: GroundTruth, clicks: Iterable[dict], sessions: Iterable[dict] | None,
-          verdicts: dict[str, Verdict] | None = None, verdict_source: str = "topics") -> Report:
+          verdicts: dict[str, Verdict] | None = None, verdict_source: str = "topics",
+          late: dict[str, str] | None = None) -> Report:
     """Compare enriched ``clicks`` (and closed ``sessions``, None if not read) with ``truth``.
 
     ``verdicts`` (observed session id -> :class:`Verdict`) judge the sessions; by default
-    :func:`verdicts_from_topics`. An expected session is judged bot if any observed session
+    :func:`verdicts_from_topics` (with ``late``). An expected session is judged bot if any observed session
     holding its events is.
     """
     clicks = list(clicks)
     sessions = None if sessions is None else list(sessions)
     if verdicts is None:
-        verdicts = verdicts_from_topics(clicks, sessions)
+        verdicts = verdicts_from_topics(clicks, sessions, late)
     by_event = collections.defaultdict(list)
     for click in clicks:
         by_event[click["event_id"]].append(click)

@@ -81,6 +81,9 @@ def test_session_verdicts_decide_and_a_closed_session_record_overrides_its_event
     report = score(truth, clicks, sessions)
     assert (report.sessions_judged.tp, report.sessions_judged.fp) == (1, 0)
     assert report.reasons == {"no-interaction": 1} and report.human_flagged == 0.0
+    # a verdict the worker published after the session closed (its earlier parties of one address)
+    late = score(truth, clicks, [dict(sessions[0]), {**sessions[1], "is_bot": False}], late={"s2": "party-churn"})
+    assert late.sessions_judged.tp == 1 and late.reasons == {"party-churn": 1}
     # verdicts as Druid's human reports see them: s1 partly dropped, s2 dropped entirely
     druid = {"s1": Verdict(False, None, partial=True), "s2": Verdict(True, "no-interaction")}
     report = score(truth, clicks, sessions, druid, "druid")
@@ -120,9 +123,10 @@ def test_evaluate_command_exits_2_on_a_missing_truth_file(tmp_path, capsys):
 def replay(planner: Planner, rate: float, limit: int, settings):
     """Feed the plan's events through the configured steps as the collector would record them.
 
-    Returns (truth, enriched clicks, closed sessions). Cookie-keeping parties get one party id
-    (new with their first request), the others a new one per request; resends carry their
-    earlier event ids again. Every session is closed by a last sweep after the plan.
+    Returns (truth, enriched clicks, closed sessions, late verdicts: session id -> reason).
+    Cookie-keeping parties get one party id (new with their first request), the others a new
+    one per request; resends carry their earlier event ids again. Every session is closed by a
+    last sweep after the plan.
     """
     pipeline = Pipeline(settings)
     parties = list(planner.parties(rate, limit))
@@ -131,6 +135,7 @@ def replay(planner: Planner, rate: float, limit: int, settings):
     states: dict[str, dict] = {}
     ips: dict = {}
     clicks, sessions = [], []
+    late: dict[str, str] = {}
 
     def sweep(now_s: float) -> None:
         for state in list(states.values()):
@@ -138,6 +143,7 @@ def replay(planner: Planner, rate: float, limit: int, settings):
             if pipeline.due(state, int(now_s * 1000)):
                 pipeline.sweep(ctx, int(now_s * 1000))
                 sessions.extend(ctx.sessions)
+                late.update((v["session_id"], v["reason"]) for v in ctx.verdicts)
 
     next_sweep = SWEEP_S
     while queue:
@@ -164,19 +170,20 @@ def replay(planner: Planner, rate: float, limit: int, settings):
             except Drop as drop:
                 assert drop.reason == "duplicate" and r.resend
             sessions += ctx.sessions
+            late.update((v["session_id"], v["reason"]) for v in ctx.verdicts)
     sweep(next_sweep + 10 * (GAP_S + SWEEP_S))
     truth = GroundTruth(run={"run_id": planner.run_id, "started_ms": 0}, parties=[
         {"key": p.key, "kind": p.kind, "bot": p.bot, "cookies": p.cookies, "ip": p.ip, "ips": p.ips,
          "sessions": p.sessions()} for p in parties])
-    return truth, clicks, sessions
+    return truth, clicks, sessions, late
 
 
 def test_replayed_plan_meets_the_goals_through_the_real_steps(geo_env):
     settings = load({**geo_env, "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
                      "CLICKPIPE_SESSION_SWEEP_SECONDS": str(SWEEP_S)})
     planner = Planner(21, "replay", Timing(GAP_S, SWEEP_S), Mix(bot_share=0.25))
-    truth, clicks, sessions = replay(planner, rate=50, limit=400, settings=settings)
-    report = score(truth, clicks, sessions)
+    truth, clicks, sessions, late = replay(planner, rate=50, limit=400, settings=settings)
+    report = score(truth, clicks, sessions, late=late)
     print(report.table())
     assert report.lost_events == report.duplicated_events == report.ip_mismatches == 0
     assert report.observed_sessions == report.exact_sessions == report.expected_sessions

@@ -4,12 +4,14 @@ rules: a kind must be what it claims to be in the world, whatever the rules make
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 from pathlib import Path
 
 import maxminddb
 import pytest
 
+import steps
 from simulate import population as pop
 from steps.geo import lookup_for
 
@@ -65,3 +67,17 @@ def test_address_in_stays_inside_the_network():
     for network, _ in pop.HUMAN_NETWORKS:
         net = ipaddress.ip_network(network)
         assert all(ipaddress.ip_address(pop.address_in(rng, network)) in net for _ in range(20))
+
+
+def _published(source: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """One source of the published IP ranges shipped with clickpipe (as their operators publish them)."""
+    ranges = json.loads((Path(steps.__file__).with_name("ip-ranges.json")).read_text())["ranges"]
+    return [ipaddress.ip_network(n) for n in ranges[source]]
+
+
+def test_hosting_network_is_a_cloud_providers_and_googlebot_googles():
+    aws = _published("aws")
+    assert any(ipaddress.ip_network(pop.HOSTING_NETWORK).subnet_of(n) for n in aws if n.version == 4)
+    assert any(ipaddress.ip_address(pop.HOSTING_ADDRESSES[0]) in n for n in aws)
+    googlebot = _published("googlebot")
+    assert any(ipaddress.ip_network(pop.GOOGLEBOT_NETWORK).subnet_of(n) for n in googlebot if n.version == 4)

@@ -12,6 +12,9 @@ from __future__ import annotations
 import collections
 import itertools
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -20,6 +23,7 @@ from druid.queries import Reports
 from simulate.evaluate import GOALS, read_outputs, verdicts_from_topics
 from simulate.plan import KINDS, Mix, Planner, Timing
 from simulate.truth import read
+from tests.support import ROOT
 from tests.support.druid import wait_for
 from tests.support.simulation import deployment
 
@@ -44,7 +48,7 @@ def test_every_kind_ends_with_its_expected_session_verdict_in_druid(deployed, tm
     plan = Planner(SEED, "any", Timing(GAP_S, SWEEP_S), Mix(bot_share=BOT_SHARE))
     fitting = [p for p in itertools.takewhile(lambda p: p.start <= DURATION_S, plan.parties(RATE))
                if p.start + p.duration <= DURATION_S]
-    assert sent["failed"] == 0
+    assert sent["failed"] == 0, (sent, sim.stderr[-2000:])
     assert sent["accepted"] == sum(len(p.event_ids) for p in fitting)
     assert {p.kind for p in fitting} == set(KINDS)
 
@@ -58,12 +62,13 @@ def test_every_kind_ends_with_its_expected_session_verdict_in_druid(deployed, tm
     assert delivery["lost"] == delivery["duplicated"] == delivery["unexpected"] == delivery["ip_mismatches"] == 0
     assert abs(sessions["error"]) <= 0.01 and sessions["closed"] == sessions["observed"]
 
-    # the human reports count exactly the events of the sessions the worker judged human
+    # the human reports count exactly the events of the sessions the worker judged human (its
+    # closed session records, and the verdicts it published on sessions after their first events)
     truth = read(truth_file)
     outputs = read_outputs(truth, deployed.env["CLICKPIPE_KAFKA_BOOTSTRAP"], deployed.env["CLICKPIPE_TOPIC_ENRICHED"],
-                           deployed.env["CLICKPIPE_TOPIC_SESSIONS"], 60)
+                           deployed.env["CLICKPIPE_TOPIC_SESSIONS"], 60, deployed.env["CLICKPIPE_TOPIC_VERDICTS"])
     assert outputs.complete
-    worker = verdicts_from_topics(outputs.clicks, outputs.sessions)
+    worker = verdicts_from_topics(outputs.clicks, outputs.sessions, outputs.late)
     per_session = collections.Counter(c["session_id"] for c in outputs.clicks)
     human_events = sum(n for sid, n in per_session.items() if not worker[sid].bot)
     reports = Reports(load(deployed.env))
@@ -79,3 +84,12 @@ def test_every_kind_ends_with_its_expected_session_verdict_in_druid(deployed, tm
     misjudged = {kind: f"{row['judged_bot']} of {row['sessions']} judged bot"
                  for kind, row in report["by_kind"].items() if missed(row)}
     assert misjudged == {}, misjudged
+
+
+def test_evaluate_exits_1_on_a_missing_topic(stack, tmp_path):
+    truth = tmp_path / "truth.jsonl"
+    truth.write_text(json.dumps({"run": {"run_id": "r", "started_ms": 0}}) + "\n")
+    ev = subprocess.run([sys.executable, "-m", "commands.cli", "evaluate", str(truth), "--enriched-topic",
+                         "no-such-topic-for-evaluate"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                        env={**os.environ, "CLICKPIPE_KAFKA_BOOTSTRAP": stack.kafka_bootstrap})
+    assert ev.returncode == 1 and "no-such-topic-for-evaluate" in ev.stderr
