@@ -51,6 +51,10 @@ def refresh(target: Path, urls: Mapping[str, str] | None = None, timeout: float 
 
     Returns one :class:`Fetched` per source. The previous ranges of a failed source are kept.
     """
+    unknown = sorted(set(urls or {}) - {s.name for s in ipranges.SOURCES})
+    if unknown:
+        raise ipranges.RangesError(f"unknown source {', '.join(unknown)}; sources: "
+                                   f"{', '.join(s.name for s in ipranges.SOURCES)}")
     target = Path(target)
     previous = ipranges.read(target if target.exists() else ipranges.SHIPPED)
     sources = dict(previous.get("sources", {}))

@@ -117,8 +117,15 @@ def _ipranges(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from steps.ipranges import RangesError
 
+    urls = {}
+    for item in args.source or []:
+        name, _, url = item.partition("=")
+        if not url:
+            print(f"[ipranges] --source takes NAME=URL, not {item!r}", file=sys.stderr)
+            return 2
+        urls[name] = url
     try:
-        results = refresh(settings.ip_ranges_file)
+        results = refresh(settings.ip_ranges_file, urls)
     except (RangesError, OSError) as exc:
         print(f"[ipranges] error: {exc}", file=sys.stderr)
         return 1
@@ -221,8 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     ipranges = sub.add_parser("ipranges", help="published IP ranges of crawlers and clouds (bot verification)")
     ipranges_sub = ipranges.add_subparsers(dest="action", required=True)
-    ipranges_sub.add_parser("refresh", help="download every operator's published ranges into CLICKPIPE_IP_RANGES_FILE "
-                                            "(exit 3 if a source failed: its previous ranges are kept)")
+    refresh = ipranges_sub.add_parser(
+        "refresh", help="download every operator's published ranges into CLICKPIPE_IP_RANGES_FILE (exit 3 if a "
+                        "source failed: its previous ranges are kept)")
+    refresh.add_argument("--source", action="append", metavar="NAME=URL",
+                         help="fetch source NAME (googlebot, bingbot, aws, ...) from URL instead, e.g. a mirror")
     ipranges.set_defaults(func=_ipranges)
 
     geoip = sub.add_parser("geoip", help="IP geolocation data")

@@ -36,7 +36,7 @@ decided on its first event needs none: all its events carry ``is_bot``. Closed s
 
 The step runs after ``sessions`` (it needs ``session_id``).
 
-State: ``party["bots"]`` = ``{"js": tag seen, "ck": churn keys it was counted under,
+State: ``party["bots"]`` = ``{"js": tag seen, "ck": churn keys it was counted under, "ct": when,
 "s": the current session's evidence}``; ``ctx.ips[key]``: :class:`steps.signals.PartyChurn`.
 """
 
@@ -170,8 +170,10 @@ class Bots:
 
     def _churn(self, record: Record, state: dict[str, Any], ctx: Context, t: int) -> bool:
         """Count a new party, forget one that came back; True if this party is one too many."""
-        if "ck" in state:  # counted as new before, and here it is again
-            self.churn.came_back(ctx.ips, state.pop("ck"), record["party_id"], t)
+        if "ck" in state:  # counted as new before
+            if t > state["ct"]:  # and back with a later request (events of one request share its time)
+                self.churn.came_back(ctx.ips, state.pop("ck"), record["party_id"], t)
+                del state["ct"]
             return False
         if not record.get("new_party"):
             return False
@@ -180,7 +182,7 @@ class Bots:
             return False
         party, session = record["party_id"], record["session_id"]
         self.churn.add(ctx.ips, keys, t, party, session)
-        state["ck"] = [key for _, key in keys]
+        state["ck"], state["ct"] = [key for _, key in keys], t
         if not self.churn.over(ctx.ips, keys, t, signals.CELLULAR_SCALE if record.get("network_type") == "cellular"
                                else 1):
             return False

@@ -126,13 +126,16 @@ class PartyChurn:
             ips[key] = {"e": entries}
         return found
 
-    def _live(self, value: dict[str, Any] | None, t: int) -> list[list[Any]]:
-        if not value:
+    def _live(self, value: Any, t: int) -> list[list[Any]]:
+        if not isinstance(value, dict):  # nothing, or a counter of an older version (a list)
             return []
         return [e for e in value["e"] if e[0] > t - self.window_ms]
 
-    def due_at(self, value: dict[str, Any]) -> int:
-        """When every entry of the key has left the window (the sweep deletes it then)."""
+    def due_at(self, value: Any) -> int:
+        """When every entry of the key has left the window (the sweep deletes it then); at once
+        for a counter an older version wrote."""
+        if not isinstance(value, dict):
+            return 0
         return max((e[0] for e in value["e"]), default=0) + self.window_ms
 
 

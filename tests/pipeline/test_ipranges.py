@@ -148,3 +148,26 @@ def test_network_type_without_maxmind_databases_uses_the_published_ranges(make_s
                                        GEOIP_CONNECTION_TYPE_DB=str(tmp_path / "none.mmdb")))
     assert step(decoded(ip="3.5.140.1"), Context())["network_type"] == "hosting"
     assert step(decoded(ip="1.124.213.1"), Context())["network_type"] is None
+
+
+def test_the_refresh_command_reports_each_source_and_exits_3_when_one_failed(operators, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    documents, base = operators
+    for name, doc in (("googlebot", GOOGLE), ("bingbot", BING), ("aws", AWS), ("oracle-cloud", ORACLE)):
+        documents[f"/{name}.json"] = json.dumps(doc).encode()
+    target = tmp_path / "ip-ranges.json"
+    sources = [arg for s in ipranges.SOURCES for arg in ("--source", f"{s.name}={base}/{s.name}.json")]
+    env = {**os.environ, "CLICKPIPE_IP_RANGES_FILE": str(target)}
+    done = subprocess.run([sys.executable, "-m", "commands.cli", "ipranges", "refresh", *sources], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr  # applebot and others answer 404 here
+    assert "bingbot" in done.stdout and "kept previous" in done.stdout
+    assert ipranges.read(target)["ranges"]["bingbot"] == ["157.55.39.0/24"]
+    bad = subprocess.run([sys.executable, "-m", "commands.cli", "ipranges", "refresh", "--source", "nosuch=x"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "unknown source nosuch" in bad.stderr

@@ -353,3 +353,26 @@ def test_a_cellular_address_gets_higher_churn_limits(bots, event, settings):
                    for i in range(40)]
         judged[network] = reasons.count("party-churn")
     assert judged == {None: 40 - settings.bot_churn_max_parties_per_ua, "cellular": 0}
+
+
+def test_state_written_by_the_previous_version_is_replaced(bots, event):
+    """Upgrading a running deployment: per-IP counters [window, events] and party counters of the
+    old rate rules are in the tables."""
+    ctx = Context(party={"bots": {"w": 170000000, "n": 4, "js": True, "px": 0}},
+                  ips={PLAIN_IP: [170000000, 12]})
+    assert bots(event(server_time=T0, new_party=True), ctx)["is_bot"] is False
+    assert isinstance(ctx.ips[PLAIN_IP], dict)
+    assert bots.ip_due_at([170000000, 12]) == 0  # an old counter the sweep finds is deleted at once
+
+
+def test_a_cookie_dropper_sending_several_events_per_request_is_still_judged(bots, event, settings):
+    # each request (one server time) carries a page view and two more events of its new party
+    ips: dict = {}
+    reasons = []
+    for i in range(40):
+        ctx = Context(ips=ips)
+        for kind in ("pageView", "scroll", "engagement"):
+            reasons.append(bots(event(party_id=f"b{i}", session_id=f"b{i}", new_party=kind == "pageView",
+                                      event_type=kind, server_time=T0 + i * 1000), ctx)["bot_reason"])
+    assert reasons[3 * settings.bot_churn_max_parties_per_ua:] == ["party-churn"] * (
+        3 * (40 - settings.bot_churn_max_parties_per_ua))
