@@ -15,7 +15,7 @@ from simulate import population as pop
 from simulate.plan import BOT_KINDS, EVENTS, HUMAN_KINDS, KINDS, PIXEL, TAG_PIXEL, Mix, Planner, Timing, pixel_query
 
 TIMING = Timing(gap_s=30, sweep_s=5)
-N = 3000
+N = 2000
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_resends_repeat_an_earlier_request_of_a_party_with_its_cookie(parties):
 
 def test_every_planned_event_passes_the_collectors_validation(parties):
     ctx = Context(server_time=1, source="tag", ip="81.2.69.142", user_agent="ua", party_id="party-0001")
-    for p in parties[:1500]:
+    for p in parties[:1000]:
         for r in p.requests:
             if r.transport == EVENTS:
                 records = [to_record(e, ctx, 50) for e in r.events]
