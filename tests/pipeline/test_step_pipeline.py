@@ -87,4 +87,4 @@ def test_ip_state_is_due_when_every_step_keeping_it_is_done_with_it(make_setting
     ctx = Context()
     p.process(decoded(server_time=100_000, new_party=True), ctx)
     value = ctx.ips["81.2.69.142"]
-    assert p.ip_due_at(value) == 100_000 + 600_000  # the churn window
+    assert p.ip_due_at(value) == 100_000 + 120_000  # the churn window
