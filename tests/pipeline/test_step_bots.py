@@ -345,16 +345,16 @@ def test_churn_counter_expires_with_its_window(bots, event, settings):
 
 
 def test_a_cellular_address_gets_higher_churn_limits(bots, event, settings):
-    """Carrier-grade NAT: 40 new phones of one browser build on one address in 2 minutes is too many
+    """Carrier-grade NAT: 30 new phones of one browser build on one address in 2 minutes are too many
     throw-away parties for an ordinary address, not for one the data calls cellular."""
     judged = {}
     for network in (None, "cellular"):
         ips: dict = {}
         reasons = [bots(event(party_id=f"m{i}", session_id=f"{network}{i}", new_party=True, server_time=T0 + i * 3000,
                               ip="80.214.0.9", network_type=network), Context(ips=ips))["bot_reason"]
-                   for i in range(40)]
+                   for i in range(30)]
         judged[network] = reasons.count("party-churn")
-    assert judged == {None: 40 - settings.bot_churn_max_parties_per_ua, "cellular": 0}
+    assert judged == {None: 30 - settings.bot_churn_max_parties_per_ua, "cellular": 0}
 
 
 def test_state_written_by_the_previous_version_is_replaced(bots, event):
