@@ -1,12 +1,13 @@
 """Per-address rules against the partition count: the same traffic through 1 to 16 partitions.
 
-The raw topic is keyed by party, so the parties behind one address spread over every
-partition, and each partition keeps its own per-address state. This runs the bots step
-offline (the steps alone, no Kafka) over the same generated traffic with its parties routed
-to partitions as the collector routes them (``clickpipe.topics.partition_for``), one IP state
-per partition, and counts the events judged bot (immediately or through a session verdict):
+The raw topic is keyed by party and each partition keeps its own per-address state; the
+collector issues an address's new party ids on that address's partition. This runs the bots
+step offline (the steps alone, no Kafka) over the same generated traffic, its party ids issued
+and routed as the collector does (``collector.ids.new_party_id``, ``partition_for``), one IP
+state per partition, and counts the events judged bot (immediately or through a verdict):
 
 - cookie-dropper-v4: a new party on every request, 2 requests/s from one IPv4 address, 5 min;
+- short-dropper: the same for 10 s only (20 requests);
 - cookie-dropper-v6: 5 requests/s spread over one IPv6 /64, rotating user agents, 2 min;
 - office: 300 people behind one IPv4 address (30 events/s), one browser build, 10 min;
   20 new visitors who come back;
@@ -30,8 +31,10 @@ from app.geodata import test_database_env
 from clickpipe.config import load
 from clickpipe.config import settings as default_settings
 from clickpipe.topics import partition_for
+from collector.ids import new_party_id
 from steps import Context
 from steps.bots import build
+from steps.signals import address_key
 
 CHROME = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
           "Chrome/120.0.0.0 Safari/537.36")
@@ -74,6 +77,7 @@ def crowd(prefix: str, people: int, per_s: int, new: int, bounce: float, seed: i
 
 SCENARIOS = {
     "cookie-dropper-v4": dropper_v4,
+    "short-dropper": lambda: (e for e in dropper_v4() if e["server_time"] < T0 + 10_000),
     "cookie-dropper-v6": dropper_v6,
     "office": lambda: crowd("office", 300, 30, 20, 0.0, 1),
     "carrier-nat": lambda: crowd("nat", 3000, 60, 150, 1 / 3, 2),
@@ -86,10 +90,12 @@ def judged(scenario: str, partitions: int) -> float:
     step = build(settings)
     ips: list[dict] = [{} for _ in range(partitions)]
     parties: dict[str, dict] = {}
+    ids: dict[str, str] = {}  # simulated party -> the id the collector issued (on its address's partition)
     outcomes: list[tuple[str, bool]] = []  # (session, flagged) per event
     decided: set[str] = set()
     for record in SCENARIOS[scenario]():
-        party = record["party_id"]
+        party = ids.setdefault(record["party_id"], new_party_id(address_key(record["ip"]), partitions))
+        record = {**record, "party_id": party, "session_id": f"s-{party}"}
         ctx = Context(party=parties.setdefault(party, {}), ips=ips[partition_for(party.encode(), partitions)])
         outcomes.append((record["session_id"], bool(step(record, ctx)["is_bot"])))
         decided.update(v["session_id"] for v in ctx.verdicts)

@@ -313,10 +313,10 @@ class Settings:
         minimum=1)
     bot_churn_max_parties: int = _setting(
         "CLICKPIPE_BOT_CHURN_MAX_PARTIES", "30",
-        "new parties seen once per IPv4 address or IPv6 /64 in one window above which they are bots (counted over "
-        "all partitions: each partition counts its share)", unit="parties", minimum=1)
+        "new parties seen once per IPv4 address or IPv6 /64 in one window above which they are bots (the "
+        "collector puts an address's new parties on one partition: counted whole)", unit="parties", minimum=1)
     bot_churn_max_parties_per_ua: int = _setting(
-        "CLICKPIPE_BOT_CHURN_MAX_PARTIES_PER_UA", "15",
+        "CLICKPIPE_BOT_CHURN_MAX_PARTIES_PER_UA", "8",
         "same, per address and user agent", unit="parties", minimum=1)
     bot_page_burst: int = _setting(
         "CLICKPIPE_BOT_PAGE_BURST", "50", "page views a session may make at once (single-page-app route bursts)",

@@ -15,10 +15,11 @@ import falcon
 from clickpipe.config import Settings
 from collector import metrics
 from collector.dedup import DuplicateMemory
-from collector.ids import is_valid_id, new_id
+from collector.ids import is_valid_id, new_party_id
 from collector.mapping import MAX_CLIENT_HINT, Context
 from collector.network import anonymize, client_ip
 from collector.sink import Sink
+from steps.signals import address_key
 
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 MAX_QUERY_FIELDS = 200
@@ -85,14 +86,16 @@ class Intake:
     def context(self, req: falcon.Request, source: str, no_js: bool = False, with_party: bool = True) -> Context:
         """The collector's view of ``req``; with ``with_party``, the party cookie or a new id."""
         party, new = None, False
+        ip = self.ip_of(req)
         if with_party:
             party = req.cookies.get(self.settings.collector_party_cookie)
             if not is_valid_id(party):
-                party, new = new_id(), True
+                # on the partition of its address: the bots step counts an address's new parties there
+                party, new = new_party_id(address_key(ip), self.settings.partitions), True
         return Context(
             server_time=int(time.time() * 1000),
             source=source,
-            ip=self.ip_of(req),
+            ip=ip,
             user_agent=req.user_agent,
             party_id=party,
             new_party=new,

@@ -246,7 +246,7 @@ def build(settings) -> Bots:
     return Bots(
         UserAgentRules(parser, settings.ua_cache_size), ipranges.load(settings.ip_ranges_file),
         signals.PartyChurn(settings.bot_churn_window_seconds * 1000, settings.bot_churn_max_parties,
-                           settings.bot_churn_max_parties_per_ua, settings.partitions),
+                           settings.bot_churn_max_parties_per_ua),
         signals.PageRate(settings.bot_page_burst, settings.bot_page_rate_per_minute,
                          settings.bot_page_sustain_seconds * 1000),
         settings.bot_regular_intervals, settings.bot_regular_max_cv_percent / 100,

@@ -18,18 +18,17 @@ tripped by one burst: :mod:`steps.bots` combines them into a session verdict.
   reported no pointer, touch or key at all: people click or tap from page to page, a script
   navigates by itself. Null interaction is no evidence.
 
-Partitions: the raw topic is keyed by party, so one address's parties spread over all
-partitions, and each partition's IP state sees a uniform share of them (a party lands on a
-partition by the hash of its random id). :class:`PartyChurn` compares each partition's count
-with its share of the limit (never below :data:`MIN_LOCAL_LIMIT`, as small counts are noisy):
-the limit means the same whatever the partition count (bench/bot_partitions.py measures it).
+Partitions: the raw topic is keyed by party, and each partition keeps its own per-address
+state. The collector issues every new party id of an address (IPv4, or IPv6 /64) on that
+address's partition (:func:`collector.ids.new_party_id`), so all the new parties of an address
+are counted in one partition, whole, whatever the partition count; returning parties keep
+their own partitions and are never counted (bench/bot_partitions.py measures it).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
-import math
 import statistics
 from typing import Any
 
@@ -38,7 +37,6 @@ VISIBLE_ENOUGH_MS = 500  # the tag reports a page view's engagement once it was 
 # What a person does to get from page to page: point, tap or type. Scrolls are not counted: a
 # script scrolls as easily, and reading by wheel alone never leaves a page.
 ACTIONS = ("pointer", "touch", "keys")
-MIN_LOCAL_LIMIT = 3  # a partition's share of a churn limit is never below this (small counts are noisy)
 # A mobile carrier puts thousands of phones behind one address (carrier-grade NAT): where the
 # data says an address is cellular, the churn limits are this many times higher.
 CELLULAR_SCALE = 4
@@ -77,13 +75,10 @@ class PartyChurn:
     remembers the keys it was counted under, so its next event can remove it.
     """
 
-    def __init__(self, window_ms: int, max_parties: int, max_parties_per_ua: int, partitions: int):
+    def __init__(self, window_ms: int, max_parties: int, max_parties_per_ua: int):
         self.window_ms = window_ms
-        self.partitions = partitions
-        # What one partition counts before the whole address is over the limit: its share.
-        self.local_limit = {"ip": max(MIN_LOCAL_LIMIT, math.ceil(max_parties / partitions)),
-                            "ua": max(MIN_LOCAL_LIMIT, math.ceil(max_parties_per_ua / partitions))}
-        self.keep = 2 * CELLULAR_SCALE * max(self.local_limit.values())
+        self.limit = {"ip": max_parties, "ua": max_parties_per_ua}
+        self.keep = 2 * CELLULAR_SCALE * max(self.limit.values())
 
     def keys(self, ip: str | None, user_agent: str | None) -> list[tuple[str, str]]:
         """(kind, key) of the counters an event of this address and user agent touches."""
@@ -109,8 +104,8 @@ class PartyChurn:
             ips[key] = {"e": entries}
 
     def over(self, ips, keys: list[tuple[str, str]], t: int, scale: int = 1) -> bool:
-        """True if some key has more live entries than its share of the limit (times ``scale``)."""
-        return any(len(self._live(ips.get(key), t)) > self.local_limit[kind] * scale for kind, key in keys)
+        """True if some key has more live entries than its limit (times ``scale``)."""
+        return any(len(self._live(ips.get(key), t)) > self.limit[kind] * scale for kind, key in keys)
 
     def claim(self, ips, keys: list[tuple[str, str]], t: int) -> dict[str, list[Any]]:
         """The live entries of ``keys`` not claimed before, by session; each is marked claimed
