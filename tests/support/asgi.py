@@ -4,7 +4,7 @@ app's own cost per request."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 
 def scope(method: str, path: str, query: bytes = b"", headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -17,7 +17,7 @@ def scope(method: str, path: str, query: bytes = b"", headers: dict[str, str] | 
     }
 
 
-async def call(app, request: dict[str, Any], chunks: list[bytes] = ()) -> tuple[int, dict[bytes, bytes], bytes]:
+async def call(app, request: dict[str, Any], chunks: Sequence[bytes] = ()) -> tuple[int, dict[bytes, bytes], bytes]:
     """Run one request through ``app`` with the body sent as ``chunks``; (status, headers, body)."""
     messages = [{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)]
     messages = messages or [{"type": "http.request", "body": b"", "more_body": False}]
