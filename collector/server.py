@@ -92,6 +92,9 @@ class Worker(UvicornWorker):
         "http": GuardedProtocol,
         "limit_concurrency": settings.collector_max_connections,
         "lifespan": "off",  # the app has no startup or shutdown of its own: the sink is built with it
+        # X-Forwarded-For is the app's to judge (COLLECTOR_TRUSTED_HOPS): uvicorn must not rewrite the peer.
+        "proxy_headers": False,
+        "server_header": False,
         # In-flight requests get this long after SIGTERM; then worker_exit flushes the sink.
         "timeout_graceful_shutdown": 10,
     }

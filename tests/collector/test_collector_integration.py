@@ -32,10 +32,11 @@ def test_every_endpoint_reaches_the_raw_topic_in_the_partition_of_its_party(live
     run = uuid.uuid4().hex[:8]
     sent: dict[str, tuple[str | None, str]] = {}  # event id -> (party id or None if cookie, source)
 
-    # batch from a server: explicit party ids
+    # batch from a server: explicit party ids; with no trusted proxy (the default) a forged
+    # X-Forwarded-For must change nothing: the server itself must not apply it either
     batch = [{"party_id": f"srv-{run}-{i % 3}", "event_id": f"b-{run}-{i:03d}", "event_type": "order"}
              for i in range(N)]
-    r = requests.post(server.url + "/events", json=batch, timeout=10)
+    r = requests.post(server.url + "/events", json=batch, timeout=10, headers={"X-Forwarded-For": "203.0.113.9"})
     assert r.status_code == 200 and r.json() == {"accepted": N, "rejected": []}
     sent.update({e["event_id"]: (e["party_id"], "batch") for e in batch})
 
