@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import falcon
 import falcon.asgi
+import falcon.media
+import orjson
 
 from clickpipe.config import Settings, settings
 from collector import tag
@@ -39,6 +41,7 @@ def create_app(config: Settings, sink: Sink) -> falcon.asgi.App:
             falcon.CORSMiddleware(allow_origins=origins, allow_credentials=origins, expose_headers=["Retry-After"])
         )
     app = falcon.asgi.App(middleware=middleware)
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=orjson.dumps)
     intake = Intake(config, sink)
     app.add_route("/tag.js", TagResource(tag.build(config)))
     app.add_route("/p.gif", PixelResource(intake))
