@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import time
 from functools import lru_cache
+
 import falcon
 from falcon.uri import decode
 

@@ -158,6 +158,7 @@ class Sink:
     def __init__(self, settings: Settings, producer_factory: Callable[[dict], Any] = Producer):
         self.topic = settings.topic_raw
         self.schema = schemas.current("RawClick")
+        self._encode = schemas.encoder(self.schema)
         self.queue_max = settings.collector_queue_max
         self.ack_wait = settings.collector_ack_wait_ms / 1000
         self.max_events = settings.collector_batch_max_events
@@ -207,8 +208,8 @@ class Sink:
             raise TopicUnavailable(self._ready[1])
         if self._waiting >= self.queue_max:  # spare the encoding when full (checked again below)
             raise QueueFull()
-        events = [(partition_for(r["party_id"].encode(), partitions), schemas.encode(self.schema, r))
-                  for r in records]
+        encode = self._encode
+        events = [(partition_for(r["party_id"].encode(), partitions), encode(r)) for r in records]
         with self._lock:
             room = self.queue_max - self._waiting
             if room <= 0:
