@@ -74,7 +74,7 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
         try:
             if requests.get(url, timeout=2).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:  # refused, or too slow on a loaded machine: ask again
             pass
         time.sleep(0.2)
     raise RuntimeError(f"{url} did not become ready")

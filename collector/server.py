@@ -27,6 +27,39 @@ MAX_HEADER_FIELDS = 100
 MAX_HEADER_BYTES = 32768
 
 
+class CoalescingTransport:
+    """A transport whose writes during one event-loop callback leave as one write.
+
+    uvicorn writes a response's head and its body separately: for a 43-byte GIF, two system
+    calls and two TCP segments (the socket has no Nagle delay). Here they are joined and
+    written once, at the end of the callback that produced them, in order.
+    """
+
+    __slots__ = ("_transport", "_loop", "_pending")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._pending:
+            self._loop.call_soon(self._flush)
+        self._pending.append(data)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if pending and not self._transport.is_closing():
+            self._transport.write(b"".join(pending))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str):  # everything else is the real transport's
+        return getattr(self._transport, name)
+
+
 class HeadTooLarge(Exception):
     """The request line or headers exceed their limits (raised in a parser callback: uvicorn answers 400)."""
 
@@ -40,7 +73,7 @@ class GuardedProtocol(HttpToolsProtocol):
         self._head_deadline: asyncio.TimerHandle | None = None
         self._head_bytes = 0
         self._head_fields = 0
-        super().connection_made(transport)
+        super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         self._start_head_deadline()  # also covers a connection that never sends a byte
 
     def connection_lost(self, exc: Exception | None) -> None:
