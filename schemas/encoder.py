@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import struct
+from functools import lru_cache
 from typing import Any, Callable, Mapping
 
 import fastavro
@@ -22,6 +23,8 @@ from fastavro.schema import parse_schema
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
 
 
+# Cached: the large numbers that repeat are timestamps, shared by all the events of a request.
+@lru_cache(maxsize=4096)
 def _zigzag(n: int) -> bytes:
     """Avro's variable-length zig-zag encoding of a long."""
     if not _LONG_MIN <= n <= _LONG_MAX:
