@@ -7,7 +7,8 @@ nor the head's size (with httptools it accumulates the URL and the headers as th
 so :class:`GuardedProtocol` adds both: a connection whose request line and headers take
 longer than ``COLLECTOR_HEADER_TIMEOUT_MS`` is closed, and an oversized head is answered 400
 and closed, as gunicorn's own parser did. Slow *bodies* are the app's business
-(``COLLECTOR_BODY_TIMEOUT_MS``, :class:`collector.resources.EventsResource`).
+(``COLLECTOR_BODY_TIMEOUT_MS``, :class:`collector.resources.EventsResource`). It also writes
+a response's head and body to the socket at once (:class:`CoalescingTransport`).
 """
 
 from __future__ import annotations
