@@ -59,8 +59,8 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-# Host names come from clients: the cache is bounded, a flood of made-up hosts only evicts.
-@lru_cache(maxsize=64)
+# At most four keys: the configured domain or none, over http or https.
+@lru_cache(maxsize=8)
 def _cookie_attributes(max_age: int, domain: str | None, secure: bool) -> str:
     return (f"; Max-Age={max_age}" + (f"; Domain={domain}" if domain else "") + "; Path=/"
             + ("; Secure" if secure else "") + "; HttpOnly; SameSite=Lax")
