@@ -120,7 +120,7 @@ def parse(allowed: list[str], query: Mapping[str, list[str]]) -> dict[str, Any]:
         else:
             if "enum" in spec.schema and values[0] not in spec.schema["enum"]:
                 raise ValueError(f"parameter {key!r} must be one of {', '.join(spec.schema['enum'])}")
-            if len(values[0]) > spec.schema["maxLength"]:
+            if len(values[0]) > spec.schema.get("maxLength", queries.MAX_VALUE_CHARS):
                 raise ValueError(f"parameter {key!r} is longer than {spec.schema['maxLength']} characters")
             options[key] = values[0]
     if filters:

@@ -28,7 +28,7 @@ from druid import queries, supervisors
 from stack.services import port_open
 from tests.support.browser import Chromium
 from tests.support.druid import count_rows, private_druid, private_env, produce_rows, wait_for
-from tests.support.records import enriched_click
+from tests.support.records import enriched_click, session
 
 MINUTE = 60_000
 REFERRERS = {"Google": ("search", "www.google.com"), "Facebook": ("social", "www.facebook.com")}
@@ -97,6 +97,26 @@ def _data_set(now_ms: int) -> list[dict]:
     return clicks
 
 
+def _closed(clicks: list[dict]) -> list[dict]:
+    """The Session record of each session of ``clicks``."""
+    by_session: dict[str, list[dict]] = collections.defaultdict(list)
+    for c in clicks:
+        by_session[c["session_id"]].append(c)
+    closed = []
+    for sid, events in by_session.items():
+        first, last = events[0], events[-1]
+        views = [c for c in events if c["event_type"] == "pageView"]
+        closed.append(session(
+            session_id=sid, party_id=first["party_id"], start_time=first["server_time"],
+            end_time=last["server_time"], duration_ms=last["server_time"] - first["server_time"],
+            page_views=len(views), events=len(events), bounce=len(events) == 1,
+            landing_page=f"https://shop.example.com{views[0]['url_path']}",
+            exit_page=f"https://shop.example.com{views[-1]['url_path']}",
+            referrer_class=first["referrer_class"], referrer_source=first["referrer_source"],
+            geo_country=first["geo_country"], is_bot=first["is_bot"]))
+    return closed
+
+
 @pytest.fixture(scope="module")
 def loaded(stack):
     """(Reports, clicks, env, dashboard URL): the data set ingested into private datasources, and a
@@ -104,11 +124,13 @@ def loaded(stack):
     env = private_env(prefix="test-analysis")
     cfg = load(env)
     clicks = _data_set(int(time.time() * 1000))
+    closed = _closed(clicks)
     with private_druid(cfg) as client:
         produce_rows(cfg, cfg.topic_enriched, schemas.current("EnrichedClick"), clicks)
+        produce_rows(cfg, cfg.topic_sessions, schemas.current("Session"), closed)
         assert {r["outcome"] for r in supervisors.apply(client, cfg)} == {"created"}
-        assert wait_for(lambda: count_rows(client, cfg.druid_clicks_datasource),
-                        lambda got: got == len(clicks)) == len(clicks)
+        for ds, n in ((cfg.druid_clicks_datasource, len(clicks)), (cfg.druid_sessions_datasource, len(closed))):
+            assert wait_for(lambda ds=ds: count_rows(client, ds), lambda got, n=n: got == n) == n
         port = 18096
         proc_env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")}, **env,
                     "CLICKPIPE_DASHBOARD_PORT": str(port), "CLICKPIPE_DASHBOARD_REFRESH_SECONDS": "30"}
@@ -175,6 +197,8 @@ def test_segments_apply_to_every_report(loaded):
     assert _counts(pages, lambda r: r["url_path"], "page_views") == views
     countries = reports.countries(since="1h", limit=100, filters={"referrer_source": "Google", "country": "US"})
     assert _counts(countries, lambda r: r["geo_country"], "events") == {"US": len(_segment(google, country="US"))}
+    [closed] = reports.sessions(since="1h", filters={"referrer_source": "Google"})
+    assert closed["sessions"] == len({c["session_id"] for c in google})
     traffic = reports.traffic(since="1h", granularity="day", filters={"page": "/pricing"})
     assert sum(r["page_views"] for r in traffic) == views["/pricing"] + sum(
         c["url_path"] == "/pricing" and c["event_type"] == "pageView" for c in recent if c not in google)
@@ -350,9 +374,9 @@ def test_a_click_on_a_referrer_filters_every_panel_and_stays_in_the_url(loaded):
         panels = {t: _shown(browser, t) for t in ("pages", "referrers", "countries", "entry_pages", "exit_pages")}
         compare = browser.evaluate("Object.fromEntries([...document.querySelectorAll('.card[data-metric]')].map("
                                    "c => [c.dataset.metric, [c.dataset.current, c.dataset.previous]]))")
-        browser.navigate(shown_url)
-        browser.evaluate("document.body.dataset.updated = ''")
-        browser.wait_for("document.body.dataset.updated && document.body.dataset.filters", timeout=60)
+        browser.evaluate("window.beforeReload = true")
+        browser.call("Page.reload")
+        browser.wait_for("!window.beforeReload && !!document.body && !!document.body.dataset.updated", timeout=60)
         after_reload = browser.evaluate("document.body.dataset.filters")
         chip = browser.evaluate("document.querySelector('#filters').textContent")
     finally:
