@@ -34,7 +34,8 @@ MINUTE = 60_000
 REFERRERS = {"Google": ("search", "www.google.com"), "Facebook": ("social", "www.facebook.com")}
 # (party, referrer source or None for direct, country, steps): a step is a page path or a
 # custom event (type, params). Sessions of the last hour, then of the hour before.
-CURRENT = [
+Visit = tuple[str, str | None, str, list]
+CURRENT: list[Visit] = [
     ("p1", "Google", "GB", ["/", "/pricing", "/signup", ("signup", {"plan": "pro"})]),
     ("p2", "Google", "US", ["/", "/docs"]),
     ("p3", "Facebook", "GB", ["/blog", "/", ("video", {"plan": "pro"}), "/pricing"]),
@@ -43,12 +44,12 @@ CURRENT = [
     ("p6", "Google", "US", ["/docs", "/", "/pricing", "/"]),
     ("p1", None, "GB", ["/pricing"]),
 ]
-PREVIOUS = [
+PREVIOUS: list[Visit] = [
     ("p7", "Google", "US", ["/", "/pricing"]),
     ("p8", None, "GB", ["/docs"]),
     ("p2", "Facebook", "US", ["/", "/blog", "/", "/blog"]),
 ]
-BOT = ("b1", None, "US", ["/", "/", "/signup"])
+BOT: Visit = ("b1", None, "US", ["/", "/", "/signup"])
 # Weekly cohorts, by weeks before the current one: (party, week of the first visit, weeks of
 # the later visits).
 RETURNING = [("r0", 2, [1, 0]), ("r1", 2, [1]), ("r2", 2, [0]), ("r3", 2, []), ("r4", 1, [0]), ("r5", 1, []),
@@ -57,7 +58,7 @@ RETURNING = [("r0", 2, [1, 0]), ("r1", 2, [1]), ("r2", 2, [0]), ("r3", 2, []), (
 
 def _session(party: str, source: str | None, country: str, steps: list, start: int, n: int, first_visit: bool,
              is_bot: bool = False) -> list[dict]:
-    events = []
+    events: list[dict] = []
     for i, step in enumerate(steps):
         first = i == 0
         referrer_class, referrer_host = REFERRERS[source] if source else ("direct", None)
