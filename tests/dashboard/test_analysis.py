@@ -5,6 +5,7 @@ page in real headless Chromium. Every expected figure is computed here from the 
 
 from __future__ import annotations
 
+import base64
 import collections
 import csv
 import io
@@ -26,18 +27,21 @@ from clickpipe.config import load
 from dashboard import api
 from druid import queries, supervisors
 from stack.services import port_open
+from tests.support import ROOT
 from tests.support.browser import Chromium
 from tests.support.druid import count_rows, private_druid, private_env, produce_rows, wait_for
 from tests.support.records import enriched_click, session
 
+ARTIFACTS = ROOT / "test-artifacts"
 MINUTE = 60_000
 REFERRERS = {"Google": ("search", "www.google.com"), "Facebook": ("social", "www.facebook.com")}
+LONG = "/blog/2026/12/how-we-count-visitors-with-theta-sketches-without-losing-a-single-session-along-the-way"
 # (party, referrer source or None for direct, country, steps): a step is a page path or a
 # custom event (type, params). Sessions of the last hour, then of the hour before.
 Visit = tuple[str, str | None, str, list]
 CURRENT: list[Visit] = [
     ("p1", "Google", "GB", ["/", "/pricing", "/signup", ("signup", {"plan": "pro"})]),
-    ("p2", "Google", "US", ["/", "/docs"]),
+    ("p2", "Google", "US", ["/", "/docs", LONG]),
     ("p3", "Facebook", "GB", ["/blog", "/", ("video", {"plan": "pro"}), "/pricing"]),
     ("p4", None, "DE", ["/pricing", "/signup", ("signup", {"plan": "free"})]),
     ("p5", "Facebook", "GB", ["/"]),
@@ -380,6 +384,20 @@ def test_a_click_on_a_referrer_filters_every_panel_and_stays_in_the_url(loaded):
         browser.wait_for("!window.beforeReload && !!document.body && !!document.body.dataset.updated", timeout=60)
         after_reload = browser.evaluate("document.body.dataset.filters")
         chip = browser.evaluate("document.querySelector('#filters').textContent")
+        # a goal set through the form: a custom event with a property match
+        browser.evaluate("document.getElementById('goal-kind').value = 'event';"
+                         "document.getElementById('goal-value').value = 'signup';"
+                         "document.getElementById('goal-property').value = 'plan=pro';"
+                         "document.getElementById('goal').requestSubmit()")
+        browser.wait_for("!document.getElementById('goal-card').hidden", timeout=60)
+        goal_url = browser.evaluate("location.href")
+        goal_rate = browser.evaluate("document.getElementById('goal-rate').textContent")
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.call("Emulation.setDeviceMetricsOverride", width=1440, height=1100, deviceScaleFactor=1, mobile=False)
+        browser.evaluate("document.body.dataset.updated = ''; refresh()")
+        browser.wait_for("!!document.body.dataset.updated", timeout=60)
+        shot = browser.call("Page.captureScreenshot", format="png")
+        (ARTIFACTS / "dashboard-segment.png").write_bytes(base64.b64decode(shot["data"]))
     finally:
         browser.close()
 
@@ -399,3 +417,8 @@ def test_a_click_on_a_referrer_filters_every_panel_and_stays_in_the_url(loaded):
     expected = {r["metric"]: [str(r["current"]), str(r["previous"])]
                 for r in reports.compare(since="1h", filters=segment)}
     assert compare == expected
+    assert [LONG, "1", "1"] in panels["pages"]  # the whole label, however narrow its column
+    assert parse_qs(urlsplit(goal_url).query) == {"since": ["1h"], "filter[referrer_source]": ["Google"],
+                                                   "goal_event": ["signup"], "goal_property": ["plan=pro"]}
+    [goal] = reports.goals(goal_event="signup", goal_property="plan=pro", since="1h", filters=segment)
+    assert goal["converted_visitors"] == 1 and goal_rate == f"{100 * goal['conversion_rate']:.1f} %"
