@@ -8,7 +8,8 @@
   traffic over time (minute, hour or day buckets by the window's length), top pages,
   referrers, campaigns, countries, devices, browsers, entry and exit pages, the bot share,
   the comparison with the previous period and the goal's conversions. Human traffic only,
-  but for the bot share.
+  but for the bot share. A panel whose query fails (say, a window too long for the entry
+  and exit pages) is empty, with its reason under ``errors``.
 - ``GET /api/reports/<name>``: the export API, every report as JSON or CSV (:mod:`dashboard.api`).
 - ``GET /api/openapi.yaml``: the OpenAPI document of the above.
 - ``GET /healthz``: the process is alive.
@@ -41,6 +42,9 @@ PAGE = Path(__file__).resolve().parent / "page.html"
 WINDOW = "1h"
 SUMMARY_PARAMETERS = ["since", "until", "filters", "goal_page", "goal_event", "goal_property"]
 Options = dict[str, Any]
+# Page views the entry and exit panels may read per refresh (each); a longer window shows the
+# reason in those panels (the export API and `clickpipe report` allow a million).
+PANEL_SEQUENCE_ROWS = 200_000
 
 # Panel name -> query over the window and segment; one declarative list so a new panel is one
 # line here plus its table in page.html.
@@ -54,11 +58,13 @@ PANELS: dict[str, Callable[[Reports, Options], list[dict[str, Any]]]] = {
     "countries": lambda r, o: r.countries(o["since"], o["until"], filters=o["filters"]),
     "devices": lambda r, o: r.devices(o["since"], o["until"], filters=o["filters"]),
     "browsers": lambda r, o: r.browsers(o["since"], o["until"], filters=o["filters"]),
-    "entry_pages": lambda r, o: r.entry_pages(o["since"], o["until"], filters=o["filters"]),
-    "exit_pages": lambda r, o: r.exit_pages(o["since"], o["until"], filters=o["filters"]),
+    "entry_pages": lambda r, o: r.entry_pages(o["since"], o["until"], filters=o["filters"],
+                                              max_rows=PANEL_SEQUENCE_ROWS),
+    "exit_pages": lambda r, o: r.exit_pages(o["since"], o["until"], filters=o["filters"],
+                                            max_rows=PANEL_SEQUENCE_ROWS),
     "bots": lambda r, o: r.bots(o["since"], o["until"], filters=o["filters"]),
     "goals": lambda r, o: r.goals(o["goal_page"], o["goal_event"], o["goal_property"], o["since"], o["until"],
-                                  filters=o["filters"]) if o["goal_page"] or o["goal_event"] else [],
+                                  filters=o["filters"]),
 }
 
 
@@ -82,9 +88,21 @@ def summary_options(query: dict[str, list[str]], now: datetime | None = None) ->
 
 
 def summary(reports: Reports, pool: ThreadPoolExecutor, options: Options) -> dict[str, Any]:
-    """Every panel's rows, queried concurrently; raises DruidError if any query fails."""
-    futures = {name: pool.submit(query, reports, options) for name, query in PANELS.items()}
-    result: dict[str, Any] = {name: future.result() for name, future in futures.items()}
+    """Every panel's rows, queried concurrently. A panel whose query fails has no rows and its
+    reason under ``errors``; raises DruidError when every panel failed (Druid is away)."""
+    goal = options["goal_page"] or options["goal_event"]
+    panels = {name: query for name, query in PANELS.items() if name != "goals" or goal}
+    futures = {name: pool.submit(query, reports, options) for name, query in panels.items()}
+    result: dict[str, Any] = {"goals": []}
+    errors: dict[str, str] = {}
+    for name, future in futures.items():
+        try:
+            result[name] = future.result()
+        except DruidError as exc:
+            result[name], errors[name] = [], str(exc)
+    if len(errors) == len(panels):
+        raise DruidError(next(iter(errors.values())))
+    result["errors"] = errors
     result["generated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
     result["window"] = {k: options[k] for k in ("since", "until", "granularity", "filters")}
     return result

@@ -422,3 +422,16 @@ def test_a_click_on_a_referrer_filters_every_panel_and_stays_in_the_url(loaded):
                                                    "goal_event": ["signup"], "goal_property": ["plan=pro"]}
     [goal] = reports.goals(goal_event="signup", goal_property="plan=pro", since="1h", filters=segment)
     assert goal["converted_visitors"] == 1 and goal_rate == f"{100 * goal['conversion_rate']:.1f} %"
+
+
+def test_a_panel_that_fails_leaves_the_others(loaded, monkeypatch):
+    from falcon import testing
+
+    from dashboard import app
+
+    reports, _, env, _ = loaded
+    monkeypatch.setattr(app, "PANEL_SEQUENCE_ROWS", 2)
+    body = testing.TestClient(app.create(load(env))).simulate_get("/api/summary", query_string="since=1h").json
+    assert body["entry_pages"] == [] and "more than 2 page views" in body["errors"]["entry_pages"]
+    assert set(body["errors"]) == {"entry_pages", "exit_pages"}
+    assert sorted(r["url_path"] for r in body["pages"]) == sorted(r["url_path"] for r in reports.pages(since="1h"))

@@ -91,6 +91,7 @@ def test_values_with_quotes_or_sql_are_refused(client, path, parameter, value):
 def test_valid_input_reaches_druid(client):
     """The control: the same requests with valid values pass validation (and meet no Druid)."""
     for path, query in [("/api/reports/pages", "filter[referrer_source]=Google&since=7d&limit=5"),
+                        ("/api/summary", ""),
                         ("/api/summary", "since=today&filter[page]=/pricing&goal_event=signup&goal_property=plan=pro"),
                         ("/api/reports/paths", "page=/blog/a%20b&since=2026-01-01T00:00:00Z&until=1h"),
                         ("/api/reports/retention", "weeks=4&filter[country]=GB")]:
