@@ -69,7 +69,10 @@ def parse_time(value: str, now: datetime | None = None) -> datetime:
         return now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     match = _SPAN.match(text)
     if match and len(text) <= 8:
-        return now - timedelta(**{_SPAN_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return now - timedelta(**{_SPAN_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise ValueError(f"{value!r} reaches back before year 1") from None
     try:
         if len(text) > 40:
             raise ValueError
@@ -210,7 +213,7 @@ def _timestamp(moment: datetime) -> str:
 def _period(granularity: str) -> str:
     if granularity in GRANULARITIES:
         return GRANULARITIES[granularity]
-    if re.fullmatch(r"P(T?\d+[SMHDWY])+|PT\d+[SMH]", granularity):
+    if re.fullmatch(r"P(\d+[YMWD])*(T(\d+[HMS])+)?", granularity) and granularity not in ("P", "PT"):
         return granularity
     raise ValueError(f"unknown granularity {granularity!r}; use {', '.join(GRANULARITIES)} or an ISO period")
 

@@ -69,6 +69,8 @@ HOSTILE = ["' OR '1'='1", "x'; DROP TABLE clicks; --", "/pricing\" OR 1=1", "a\\
     ("/api/reports/pages", "format=xml", "format must be json or csv"),
     ("/api/reports/sessions", "filter[page]=/", "does not apply to session reports"),
     ("/api/reports/traffic", "granularity=1;select", "unknown granularity"),
+    ("/api/reports/traffic", "granularity=PT5D", "unknown granularity"),
+    ("/api/reports/traffic", "since=9999999w", "reaches back before year 1"),
 ])
 def test_bad_input_is_a_clear_400(client, path, query, message):
     response = client.simulate_get(path, query_string=query)
