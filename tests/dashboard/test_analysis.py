@@ -392,6 +392,13 @@ def test_a_click_on_a_referrer_filters_every_panel_and_stays_in_the_url(loaded):
         browser.wait_for("!document.getElementById('goal-card').hidden", timeout=60)
         goal_url = browser.evaluate("location.href")
         goal_rate = browser.evaluate("document.getElementById('goal-rate').textContent")
+        # another time range from the menu: the last 7 days, compared with the 7 before
+        browser.evaluate("document.body.dataset.updated = ''; const preset = document.getElementById('preset');"
+                         "preset.value = '7d'; preset.dispatchEvent(new Event('change'))")
+        browser.wait_for("!!document.body.dataset.updated", timeout=60)
+        week_url = browser.evaluate("location.href")
+        week = browser.evaluate("Object.fromEntries([...document.querySelectorAll('.card[data-metric]')].map("
+                                "c => [c.dataset.metric, [c.dataset.current, c.dataset.previous]]))")
         ARTIFACTS.mkdir(exist_ok=True)
         browser.call("Emulation.setDeviceMetricsOverride", width=1440, height=1100, deviceScaleFactor=1, mobile=False)
         browser.evaluate("document.body.dataset.updated = ''; refresh()")
@@ -420,6 +427,9 @@ def test_a_click_on_a_referrer_filters_every_panel_and_stays_in_the_url(loaded):
     assert [LONG, "1", "1"] in panels["pages"]  # the whole label, however narrow its column
     assert parse_qs(urlsplit(goal_url).query) == {"since": ["1h"], "filter[referrer_source]": ["Google"],
                                                    "goal_event": ["signup"], "goal_property": ["plan=pro"]}
+    assert parse_qs(urlsplit(week_url).query)["since"] == ["7d"]
+    assert week == {r["metric"]: [str(r["current"]), str(r["previous"])]
+                    for r in reports.compare(since="7d", filters=segment)}
     [goal] = reports.goals(goal_event="signup", goal_property="plan=pro", since="1h", filters=segment)
     assert goal["converted_visitors"] == 1 and goal_rate == f"{100 * goal['conversion_rate']:.1f} %"
 
