@@ -102,6 +102,8 @@ def parse(allowed: list[str], query: Mapping[str, list[str]]) -> dict[str, Any]:
             names = [a for a in allowed if a != "filters"] + (["filter[<field>]"] if "filters" in allowed else [])
             raise ValueError(f"unknown parameter {key[:40]!r}; this endpoint takes {', '.join(names) or 'none'}")
         spec = PARAMETERS[key]
+        if "" in values:
+            raise ValueError(f"parameter {key!r} is empty")
         if not spec.many and len(values) != 1:
             raise ValueError(f"parameter {key!r} given {len(values)} times")
         if spec.schema["type"] == "integer":
@@ -145,20 +147,30 @@ def csv_safe(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for row in rows]
 
 
-def _summary_line(name: str) -> tuple[str, str]:
-    doc = inspect.getdoc(queries.REPORTS[name]) or name
-    first = doc.split("\n\n")[0].replace("\n", " ")
-    return first.split(". ")[0].rstrip(".") if len(first) > 120 else first.rstrip("."), doc
+def _texts(name: str) -> tuple[str, str]:
+    """A report's summary (its docstring's first clause) and description (the docstring as
+    Markdown paragraphs)."""
+    doc = (inspect.getdoc(queries.REPORTS[name]) or name).replace("``", "`")
+    paragraphs = [" ".join(part.split()) for part in doc.split("\n\n")]
+    return re.split(r"(?<=[.:;])\s", paragraphs[0])[0].rstrip(".:;"), "\n\n".join(paragraphs)
 
 
-def _parameter(name: str) -> dict[str, Any]:
+def _parameter(name: str, required: bool = False) -> dict[str, Any]:
     if name == "filters":
         return FILTER_PARAMETER
     spec = PARAMETERS[name]
     out: dict[str, Any] = {"name": name, "in": "query", "description": spec.help, "schema": spec.schema}
+    if required:
+        out["required"] = True
     if spec.many:
         out.update(style="form", explode=True)
     return out
+
+
+def required(name: str) -> set[str]:
+    """The query parameters report ``name`` cannot do without."""
+    parameters = inspect.signature(queries.REPORTS[name]).parameters
+    return {p for p in accepted(name) if parameters[p].default is inspect.Parameter.empty}
 
 
 _FORMAT = {"name": "format", "in": "query", "description": "json (default) or csv; Accept: text/csv also gives CSV",
@@ -192,10 +204,10 @@ def openapi(summary_parameters: list[str], version: str) -> dict[str, Any]:
                                                    "content": {"application/json": {}}}}}},
     }
     for name in queries.REPORTS:
-        summary, description = _summary_line(name)
+        summary, description = _texts(name)
         paths[f"/api/reports/{name}"] = {"get": {
             "summary": summary, "description": description, "operationId": f"report_{name.replace('-', '_')}",
-            "parameters": [_parameter(p) for p in accepted(name)] + [_FORMAT],
+            "parameters": [_parameter(p, p in required(name)) for p in accepted(name)] + [_FORMAT],
             "responses": {"200": _ROWS, **_ERRORS}}}
     return {
         "openapi": "3.0.3",

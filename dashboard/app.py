@@ -178,9 +178,17 @@ class ReportResource:
             resp.media = rows
 
 
+class _PlainDumper(yaml.SafeDumper):
+    """YAML without anchors and aliases: parameters shared by many paths are written out in each."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 class OpenApiResource:
     def __init__(self) -> None:
-        self.text = yaml.safe_dump(api.openapi(SUMMARY_PARAMETERS, clickpipe.__version__), sort_keys=False)
+        self.text = yaml.dump(api.openapi(SUMMARY_PARAMETERS, clickpipe.__version__), Dumper=_PlainDumper,
+                              sort_keys=False, width=100)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.content_type = "application/yaml"

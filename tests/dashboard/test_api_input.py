@@ -55,6 +55,7 @@ HOSTILE = ["' OR '1'='1", "x'; DROP TABLE clicks; --", "/pricing\" OR 1=1", "a\\
     ("/api/reports/pages", "filter[password]=x", "unknown filter field 'password'"),
     ("/api/summary", "filter[is_bot]=true", "unknown filter field 'is_bot'"),
     ("/api/reports/pages", "since=yesterday", "'yesterday' is neither a span"),
+    ("/api/summary", "since=", "parameter 'since' is empty"),
     ("/api/summary", "since=2026-02-30T00:00:00Z", "neither a span"),
     ("/api/reports/traffic", "since=1h&until=2h", "the window is empty"),
     ("/api/reports/pages", "limit=0", "'limit' must be between 1 and 1000"),
