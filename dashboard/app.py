@@ -8,8 +8,8 @@
   traffic over time (minute, hour or day buckets by the window's length), top pages,
   referrers, campaigns, countries, devices, browsers, entry and exit pages, the bot share,
   the comparison with the previous period and the goal's conversions. Human traffic only,
-  but for the bot share. A panel whose query fails is empty, with its reason under
-  ``errors``.
+  but for the bot share. A panel whose query fails (say, a window too long for the entry
+  and exit pages) is empty, with its reason under ``errors``.
 - ``GET /api/reports/<name>``: the export API, every report as JSON or CSV (:mod:`dashboard.api`).
 - ``GET /api/openapi.yaml``: the OpenAPI document of the above.
 - ``GET /healthz``: the process is alive.
@@ -42,6 +42,9 @@ PAGE = Path(__file__).resolve().parent / "page.html"
 WINDOW = "1h"
 SUMMARY_PARAMETERS = ["since", "until", "filters", "goal_page", "goal_event", "goal_property"]
 Options = dict[str, Any]
+# Page views the entry and exit panels may read per refresh (each); a longer window shows the
+# reason in those panels (the export API and `clickpipe report` allow a million).
+PANEL_SEQUENCE_ROWS = 200_000
 
 # Panel name -> query over the window and segment; one declarative list so a new panel is one
 # line here plus its table in page.html.
@@ -55,8 +58,10 @@ PANELS: dict[str, Callable[[Reports, Options], list[dict[str, Any]]]] = {
     "countries": lambda r, o: r.countries(o["since"], o["until"], filters=o["filters"]),
     "devices": lambda r, o: r.devices(o["since"], o["until"], filters=o["filters"]),
     "browsers": lambda r, o: r.browsers(o["since"], o["until"], filters=o["filters"]),
-    "entry_pages": lambda r, o: r.entry_pages(o["since"], o["until"], filters=o["filters"]),
-    "exit_pages": lambda r, o: r.exit_pages(o["since"], o["until"], filters=o["filters"]),
+    "entry_pages": lambda r, o: r.entry_pages(o["since"], o["until"], filters=o["filters"],
+                                              max_rows=PANEL_SEQUENCE_ROWS),
+    "exit_pages": lambda r, o: r.exit_pages(o["since"], o["until"], filters=o["filters"],
+                                            max_rows=PANEL_SEQUENCE_ROWS),
     "bots": lambda r, o: r.bots(o["since"], o["until"], filters=o["filters"]),
     "goals": lambda r, o: r.goals(o["goal_page"], o["goal_event"], o["goal_property"], o["since"], o["until"],
                                   filters=o["filters"]),

@@ -53,8 +53,8 @@ LIVE_WINDOW = timedelta(minutes=5)
 # Theta union size of per-group sketches in top-N reports: exact up to 4096 distinct values,
 # about 1.6% relative error beyond, and a quarter of the default's merge-buffer memory.
 GROUP_SKETCH_SIZE = 4096
-# Page views the paths report reads (of the sessions that viewed its page) and follows in
-# Python; a window matching more raises rather than truncating.
+# Page views the entry and exit pages and paths reports read and follow in Python; a window
+# matching more raises rather than truncating.
 MAX_SEQUENCE_ROWS = 1_000_000
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
 _SPAN_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -551,48 +551,28 @@ class Reports:
         return [[path for _, _, path in sorted(events, key=lambda e: (e[0], e[1]))]
                 for events in by_session.values()]
 
-    def _ends(self, pick: str, since: str, until: str | None, traffic: str, limit: int,
-              filters: Mapping[str, str] | None) -> tuple[list[dict[str, Any]], int]:
-        """Each session's first (``pick`` = EARLIEST_BY) or last (LATEST_BY) page view in the
-        window, in session order, grouped by page: the ``limit`` pages with most sessions (with
-        the sessions of one page view, ``bounces``), and the number of sessions with a page view.
-
-        All in Druid: one row per session in a subquery grouped by ``session_id``, ordered by
-        ``session_seq`` (as a timestamp for EARLIEST_BY / LATEST_BY).
-        """
-        where = f"{self._where(since, until, traffic, filters=filters)} AND event_type = 'pageView'"
-        per_session = (f"SELECT session_id, {pick}(url_path, MILLIS_TO_TIMESTAMP(session_seq)) AS url_path, "
-                       f'SUM("count") AS views FROM {self.clicks} WHERE {where} GROUP BY session_id')
-        rows = self.sql(f"SELECT url_path, COUNT(*) AS sessions, "
-                        f"SUM(CASE WHEN views = 1 THEN 1 ELSE 0 END) AS bounces FROM ({per_session}) "
-                        f"GROUP BY url_path ORDER BY sessions DESC, url_path LIMIT {int(limit)}")
-        [total] = self.sql(f"SELECT COUNT(*) AS sessions FROM ({per_session})")
-        return rows, total["sessions"]
-
     def entry_pages(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-                    limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+                    limit: int = 10, filters: Mapping[str, str] | None = None,
+                    max_rows: int = MAX_SEQUENCE_ROWS) -> list[dict[str, Any]]:
         """Pages sessions start on (their first page view in the window): sessions, their share
         of all sessions with a page view, and the bounce rate (sessions of that single page view)."""
-        rows, total = self._ends("EARLIEST_BY", since, until, traffic, limit, filters)
-        return [{"url_path": r["url_path"], "sessions": r["sessions"], "share": r["sessions"] / total,
-                 "bounce_rate": r["bounces"] / r["sessions"]} for r in rows]
+        sequences = self._page_sequences(self._where(since, until, traffic, filters=filters), max_rows)
+        entries = collections.Counter(seq[0] for seq in sequences)
+        bounces = collections.Counter(seq[0] for seq in sequences if len(seq) == 1)
+        return [{"url_path": page, "sessions": n, "share": n / len(sequences), "bounce_rate": bounces[page] / n}
+                for page, n in _ranked(entries, limit)]
 
     def exit_pages(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-                   limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+                   limit: int = 10, filters: Mapping[str, str] | None = None,
+                   max_rows: int = MAX_SEQUENCE_ROWS) -> list[dict[str, Any]]:
         """Pages sessions end on (their last page view in the window; an open session's latest
         counts): sessions, their share of all sessions with a page view, and the exit rate
         (exits per view of that page)."""
-        rows, total = self._ends("LATEST_BY", since, until, traffic, limit, filters)
-        if not rows:
-            return []
-        paths = " OR ".join("url_path IS NULL" if r["url_path"] is None else f"url_path = {literal(r['url_path'])}"
-                            for r in rows)
-        views = {r["url_path"]: r["views"] for r in self.sql(
-            f'SELECT url_path, SUM("count") AS views FROM {self.clicks} '
-            f"WHERE {self._where(since, until, traffic, filters=filters)} AND event_type = 'pageView' "
-            f"AND ({paths}) GROUP BY url_path")}
-        return [{"url_path": r["url_path"], "sessions": r["sessions"], "share": r["sessions"] / total,
-                 "exit_rate": r["sessions"] / views[r["url_path"]]} for r in rows]
+        sequences = self._page_sequences(self._where(since, until, traffic, filters=filters), max_rows)
+        exits = collections.Counter(seq[-1] for seq in sequences)
+        views = collections.Counter(page for seq in sequences for page in seq)
+        return [{"url_path": page, "sessions": n, "share": n / len(sequences), "exit_rate": n / views[page]}
+                for page, n in _ranked(exits, limit)]
 
     def paths(self, page: str, since: str = "24h", until: str | None = None, traffic: str = "human",
               limit: int = 10, filters: Mapping[str, str] | None = None,
