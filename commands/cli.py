@@ -223,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Reports: live, traffic, pages, referrers, campaigns, countries, cities, "
                                         "devices, browsers, bots, bot-reasons, sessions, funnel.")
     report.add_argument("name", help="report name (an unknown name lists them)")
-    report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d) or ISO time (24h)")
+    report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d), today or ISO time (24h)")
     report.add_argument("--until", help="window end, same forms (now)")
     report.add_argument("--traffic", choices=("human", "bots", "all"), help="which traffic to count (human)")
     report.add_argument("--granularity", help="traffic buckets: minute, 5minutes, 15minutes, hour, day, week, "
