@@ -60,7 +60,7 @@ class Run:
 
     @property
     def topics(self) -> dict[str, str]:
-        return {kind: f"test.{self.tag}.{kind}" for kind in ("raw", "enriched", "sessions", "dead-letters")}
+        return {kind: f"test.{self.tag}.{kind}" for kind in ("raw", "enriched", "sessions", "dead-letters", "erased")}
 
     def create_topics(self) -> None:
         ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions)
@@ -77,6 +77,7 @@ class Run:
             "CLICKPIPE_TOPIC_ENRICHED": t["enriched"],
             "CLICKPIPE_TOPIC_SESSIONS": t["sessions"],
             "CLICKPIPE_TOPIC_DEAD_LETTERS": t["dead-letters"],
+            "CLICKPIPE_TOPIC_ERASED": t["erased"],
             "CLICKPIPE_PARTITIONS": str(self.partitions),
             "CLICKPIPE_PIPELINE_APP_ID": f"pipeline-{self.tag}",
             "CLICKPIPE_PIPELINE_DATADIR": str(self.workdir / datadir),

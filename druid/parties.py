@@ -1,0 +1,140 @@
+"""One party's rows in the declared datasources: find them, export them, erase them.
+
+Rows are found by the ``party`` dimension (:func:`clickpipe.party.party_key` of the party id,
+computed by the caller). Erasure rewrites each time chunk that holds a party's rows without
+them (:mod:`druid.reindex`). A reindex reads published segments only, so the datasource's
+supervisor is first given time to read the stream up to given offsets (everything the
+pipeline wrote for the party), then suspended: its tasks publish what they hold and stop,
+and the stream waits in Kafka (nothing is lost, reports lag meanwhile). The supervisor is
+resumed afterwards (unless it was suspended before). Every function raises
+:class:`druid.client.DruidError` with what failed.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Callable, Iterator, Mapping
+
+from clickpipe.config import Settings
+from druid import reindex, specs
+from druid.client import DruidClient, DruidError
+
+_FLOOR = {"hour": "PT1H", "day": "P1D"}
+_SKETCHES = {"thetaSketch", "quantilesDoublesSketch"}
+
+
+def declared(settings: Settings) -> list[specs.Datasource]:
+    return list(specs.load_declaration().values())
+
+
+def columns(ds: specs.Datasource) -> list[str]:
+    """What an export shows of a row: time, every dimension and every metric but sketches (those
+    hold hashes of ids that the party and session dimensions already show)."""
+    maps = [ds.map_dimension(f, k) for f, keys in ds.maps.items() for k in keys]
+    return ["__time", *ds.dimensions, *maps, *(m.name for m in ds.metrics if m.type not in _SKETCHES)]
+
+
+def existing(client: DruidClient) -> set[str]:
+    """Datasources Druid can query now."""
+    rows = client.sql("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES WHERE TABLE_SCHEMA = 'druid'")
+    return {r["TABLE_NAME"] for r in rows}
+
+
+def _party(key: str) -> list[dict[str, Any]]:
+    return [{"type": "VARCHAR", "value": key}]
+
+
+def rows(client: DruidClient, settings: Settings, key: str) -> Iterator[dict[str, Any]]:
+    """Every row of the party in every declared datasource, as ``{"datasource": name, column: value, ...}``."""
+    present = existing(client)
+    for ds in declared(settings):
+        name = ds.name(settings)
+        if name not in present:
+            continue
+        select = ", ".join(f'"{c}"' for c in columns(ds))
+        for row in client.sql(f'SELECT {select} FROM "{name}" WHERE "party" = ? ORDER BY __time', _party(key)):
+            yield {"datasource": name, **row}
+
+
+def counts(client: DruidClient, settings: Settings, key: str) -> dict[str, dict[str, int]]:
+    """Per datasource: the party's ``rows`` and ``events`` (SUM of count); zeros where it has none."""
+    present = existing(client)
+    out = {}
+    for ds in declared(settings):
+        name = ds.name(settings)
+        found = (client.sql(f'SELECT COUNT(*) AS "rows", COALESCE(SUM("count"), 0) AS events FROM "{name}" '
+                            f'WHERE "party" = ?', _party(key)) if name in present else [])
+        out[name] = {"rows": found[0]["rows"], "events": found[0]["events"]} if found else {"rows": 0, "events": 0}
+    return out
+
+
+def intervals(client: DruidClient, ds: specs.Datasource, settings: Settings, key: str) -> list[str]:
+    """The time chunks of ``ds`` holding rows of the party (contiguous ones merged)."""
+    floor = _FLOOR[ds.segment_granularity]
+    found = client.sql(f'SELECT DISTINCT TIMESTAMP_TO_MILLIS(TIME_FLOOR(__time, \'{floor}\')) AS t '
+                       f'FROM "{ds.name(settings)}" WHERE "party" = ?', _party(key))
+    return reindex.chunks([r["t"] for r in found], ds.segment_granularity)
+
+
+def _wait(what: str, probe: Callable[[], bool], timeout: float, poll: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        if time.monotonic() > deadline:
+            raise DruidError(f"{what}: not done after {timeout:.0f}s")
+        time.sleep(poll)
+
+
+def _read_up_to(client: DruidClient, supervisor_id: str, targets: Mapping[int, int]) -> bool:
+    """True when the supervisor's tasks have read every partition up to its target offset."""
+    payload = client.supervisor_status(supervisor_id)["payload"]
+    read: dict[int, int] = {}
+    for task in (payload.get("activeTasks") or []) + (payload.get("publishingTasks") or []):
+        for partition, offset in (task.get("currentOffsets") or {}).items():
+            read[int(partition)] = max(read.get(int(partition), -1), int(offset))
+    return all(read.get(p, -1) >= offset for p, offset in targets.items() if offset > 0)
+
+
+def _idle(client: DruidClient, datasource: str) -> bool:
+    return not any(client.tasks(datasource, state) for state in ("waiting", "pending", "running"))
+
+
+def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[str, Mapping[int, int]],
+          timeout: float, log: Callable[[str], None] = lambda line: None) -> dict[str, dict[str, Any]]:
+    """Rewrite every declared datasource without the party's rows; returns per datasource the
+    party's ``rows``/``events`` before, the ``intervals`` rewritten and the reindex ``tasks``.
+
+    ``targets``: per datasource, the Kafka offsets (partition -> next offset) of its topic up to
+    which the supervisor must have read before it is suspended: then every row the pipeline
+    wrote for the party is published before the rewrite. ``timeout`` bounds each wait.
+    """
+    before = counts(client, settings, key)
+    running = set(client.supervisor_ids())
+    done: dict[str, dict[str, Any]] = {}
+    for ds in declared(settings):
+        name = ds.name(settings)
+        managed = name in running and not client.supervisor_status(name)["payload"].get("suspended", False)
+        if managed:
+            log(f"{name}: waiting for the supervisor to read its topic up to the erasure")
+            _wait(f"{name}: supervisor reading up to the erasure",
+                  functools.partial(_read_up_to, client, name, targets[name]), timeout)
+            client.supervisor_action(name, "suspend")
+        try:
+            if managed:
+                log(f"{name}: supervisor suspended; waiting for its tasks to publish")
+                _wait(f"{name}: tasks publishing after suspend", functools.partial(_idle, client, name), timeout)
+            chunks = intervals(client, ds, settings, key) if name in existing(client) else []
+            tasks = []
+            for interval in chunks:
+                log(f"{name}: rewriting {interval} without the party")
+                task_spec = reindex.spec(ds, settings, interval, {"type": "not", "field": {
+                    "type": "equals", "column": "party", "matchValueType": "STRING", "matchValue": key}})
+                tasks.append(reindex.run(client, task_spec, timeout))
+        finally:
+            if managed:
+                client.supervisor_action(name, "resume")
+        done[name] = {**before[name], "intervals": chunks, "tasks": tasks}
+    log("waiting until no query finds the party")
+    _wait("rewritten segments served", lambda: all(c["rows"] == 0 for c in counts(client, settings, key).values()),
+          timeout)
+    return done
