@@ -99,6 +99,20 @@ def _idle(client: DruidClient, datasource: str) -> bool:
     return not any(client.tasks(datasource, state) for state in ("waiting", "pending", "running"))
 
 
+def _old_versions_unused(client: DruidClient, datasource: str, interval: str) -> bool:
+    """True once the coordinator has marked every overshadowed segment of ``interval`` unused."""
+    start, end = interval.split("/")
+    [row] = client.sql('SELECT COUNT(*) AS n FROM sys.segments WHERE datasource = ? AND "start" >= ? '
+                       'AND "end" <= ? AND is_overshadowed = 1',
+                       [{"type": "VARCHAR", "value": v} for v in (datasource, _sys_time(start), _sys_time(end))])
+    return row["n"] == 0
+
+
+def _sys_time(iso: str) -> str:
+    """sys.segments writes times as 2025-12-02T10:00:00.000Z."""
+    return iso.replace("Z", ".000Z")
+
+
 def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[str, Mapping[int, int]],
           timeout: float, log: Callable[[str], None] = lambda line: None) -> dict[str, dict[str, Any]]:
     """Rewrite every declared datasource without the party's rows; returns per datasource the
@@ -130,11 +144,19 @@ def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[st
                 task_spec = reindex.spec(ds, settings, interval, {"type": "not", "field": {
                     "type": "equals", "column": "party", "matchValueType": "STRING", "matchValue": key}})
                 tasks.append(reindex.run(client, task_spec, timeout))
+            if chunks:
+                log(f"{name}: waiting until no query finds the party")
+                _wait(f"{name}: rewritten segments served",
+                      functools.partial(lambda n: counts(client, settings, key)[n]["rows"] == 0, name), timeout)
+            # The replaced segments still exist (unused, in deep storage) until killed. Killed while
+            # the supervisor is suspended: a kill task waits for the interval's lock otherwise.
+            for interval in chunks:
+                log(f"{name}: deleting the replaced segments of {interval}")
+                _wait(f"{name}: replaced segments of {interval} marked unused",
+                      functools.partial(_old_versions_unused, client, name, interval), timeout)
+                tasks.append(reindex.run(client, {"type": "kill", "dataSource": name, "interval": interval}, timeout))
         finally:
             if managed:
                 client.supervisor_action(name, "resume")
         done[name] = {**before[name], "intervals": chunks, "tasks": tasks}
-    log("waiting until no query finds the party")
-    _wait("rewritten segments served", lambda: all(c["rows"] == 0 for c in counts(client, settings, key).values()),
-          timeout)
     return done

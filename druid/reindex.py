@@ -83,7 +83,7 @@ def chunks(times_ms: Iterable[int], segment_granularity: str) -> list[str]:
 
 
 def run(client: DruidClient, task_spec: dict[str, Any], timeout: float, poll: float = 2.0) -> str:
-    """Submit ``task_spec`` and wait until it succeeds; returns its id.
+    """Submit a task (a :func:`spec`, or a ``kill`` of unused segments) and wait until it succeeds; returns its id.
 
     Raises :class:`DruidError` with Druid's message if it fails, or after ``timeout`` seconds
     (the task is left running: it may still finish; its id is in the message).
@@ -96,7 +96,7 @@ def run(client: DruidClient, task_spec: dict[str, Any], timeout: float, poll: fl
         if code == "SUCCESS":
             return task_id
         if code == "FAILED":
-            raise DruidError(f"reindex task {task_id} failed: {status.get('errorMsg') or 'no message'}")
+            raise DruidError(f"task {task_id} failed: {status.get('errorMsg') or 'no message'}")
         if time.monotonic() > deadline:
-            raise DruidError(f"reindex task {task_id} still {code} after {timeout:.0f}s")
+            raise DruidError(f"task {task_id} still {code} after {timeout:.0f}s")
         time.sleep(poll)

@@ -110,15 +110,23 @@ def _forget_state(settings: Settings, party_id: str, erased_at: int, partition: 
             raise RequestError(f"the erase message to {settings.topic_raw} was not acknowledged after 30s")
         consumer.assign([TopicPartition(changelog, partition, start)])
         deadline = time.monotonic() + timeout
-        want = party_id.encode()
         while time.monotonic() < deadline:
             for msg in consumer.consume(num_messages=1000, timeout=0.5):
-                if msg.error() is None and msg.key() == want and msg.value() is None:
+                if msg.error() is None and msg.value() is None and table_key(msg.key()) == party_id:
                     return
         raise RequestError(f"no worker deleted the party's state within {timeout}s (is a worker running? "
                            f"the erase message waits in {settings.topic_raw}; run erase again once it runs)")
     finally:
         consumer.close()
+
+
+def table_key(raw: bytes | None) -> str | None:
+    """The key of a table's changelog record (the pipeline's tables serialize keys as JSON)."""
+    try:
+        key = orjson.loads(raw) if raw is not None else None
+    except orjson.JSONDecodeError:
+        return None
+    return key if isinstance(key, str) else None
 
 
 def _committed_end(settings: Settings, topic: str, partition: int, window: int = 256) -> int:
