@@ -99,18 +99,16 @@ def _idle(client: DruidClient, datasource: str) -> bool:
     return not any(client.tasks(datasource, state) for state in ("waiting", "pending", "running"))
 
 
-def _old_versions_unused(client: DruidClient, datasource: str, interval: str) -> bool:
-    """True once the coordinator has marked every overshadowed segment of ``interval`` unused."""
-    start, end = interval.split("/")
-    [row] = client.sql('SELECT COUNT(*) AS n FROM sys.segments WHERE datasource = ? AND "start" >= ? '
+def _mark_replaced_unused(client: DruidClient, datasource: str, interval: str) -> int:
+    """Mark the segments of ``interval`` that newer ones overshadow unused (the coordinator would
+    too, in its own time); returns how many."""
+    start, end = (t.replace("Z", ".000Z") for t in interval.split("/"))  # as sys.segments writes times
+    found = client.sql('SELECT segment_id FROM sys.segments WHERE datasource = ? AND "start" >= ? '
                        'AND "end" <= ? AND is_overshadowed = 1',
-                       [{"type": "VARCHAR", "value": v} for v in (datasource, _sys_time(start), _sys_time(end))])
-    return row["n"] == 0
-
-
-def _sys_time(iso: str) -> str:
-    """sys.segments writes times as 2025-12-02T10:00:00.000Z."""
-    return iso.replace("Z", ".000Z")
+                       [{"type": "VARCHAR", "value": v} for v in (datasource, start, end)])
+    if found:
+        client.mark_unused(datasource, [r["segment_id"] for r in found])
+    return len(found)
 
 
 def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[str, Mapping[int, int]],
@@ -151,9 +149,8 @@ def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[st
             # The replaced segments still exist (unused, in deep storage) until killed. Killed while
             # the supervisor is suspended: a kill task waits for the interval's lock otherwise.
             for interval in chunks:
-                log(f"{name}: deleting the replaced segments of {interval}")
-                _wait(f"{name}: replaced segments of {interval} marked unused",
-                      functools.partial(_old_versions_unused, client, name, interval), timeout)
+                replaced = _mark_replaced_unused(client, name, interval)
+                log(f"{name}: deleting the {replaced} replaced segments of {interval}")
                 tasks.append(reindex.run(client, {"type": "kill", "dataSource": name, "interval": interval}, timeout))
         finally:
             if managed:

@@ -162,6 +162,9 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
         print(f"erase took {erase_seconds:.1f} s: " + " | ".join(lines))
         assert done["druid"][cfg.druid_clicks_datasource]["rows"] == EVENTS
         assert done["druid"][cfg.druid_sessions_datasource]["rows"] == 1
+        for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
+            # one rewrite and one kill of the replaced segments per time chunk (all within one here)
+            assert [t.split("_")[0] for t in done["druid"][ds]["tasks"]] == ["index", "kill"], done
         assert not sender.is_alive()
 
         # Late raw events of the erased party, from before the erasure: dropped, never in Druid.
