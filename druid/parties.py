@@ -114,46 +114,58 @@ def _mark_replaced_unused(client: DruidClient, datasource: str, interval: str) -
 def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[str, Mapping[int, int]],
           timeout: float, log: Callable[[str], None] = lambda line: None) -> dict[str, dict[str, Any]]:
     """Rewrite every declared datasource without the party's rows; returns per datasource the
-    party's ``rows``/``events`` before, the ``intervals`` rewritten and the reindex ``tasks``.
+    party's ``rows``/``events`` before, the ``intervals`` rewritten and the Druid ``tasks`` run.
 
     ``targets``: per datasource, the Kafka offsets (partition -> next offset) of its topic up to
     which the supervisor must have read before it is suspended: then every row the pipeline
-    wrote for the party is published before the rewrite. ``timeout`` bounds each wait.
+    wrote for the party is published before the rewrite. The supervisors are suspended
+    together (their tasks publish at the same time) and resumed together, also on failure.
+    ``timeout`` bounds each wait.
     """
     before = counts(client, settings, key)
     running = set(client.supervisor_ids())
-    done: dict[str, dict[str, Any]] = {}
-    for ds in declared(settings):
-        name = ds.name(settings)
-        managed = name in running and not client.supervisor_status(name)["payload"].get("suspended", False)
-        if managed:
-            log(f"{name}: waiting for the supervisor to read its topic up to the erasure")
-            _wait(f"{name}: supervisor reading up to the erasure",
-                  functools.partial(_read_up_to, client, name, targets[name]), timeout)
+    sources = {ds.name(settings): ds for ds in declared(settings)}
+    managed = [name for name in sources
+               if name in running and not client.supervisor_status(name)["payload"].get("suspended", False)]
+    for name in managed:
+        log(f"{name}: waiting for the supervisor to read its topic up to the erasure")
+        _wait(f"{name}: supervisor reading up to the erasure",
+              functools.partial(_read_up_to, client, name, targets[name]), timeout)
+    suspended = []
+    try:
+        for name in managed:
             client.supervisor_action(name, "suspend")
-        try:
-            if managed:
-                log(f"{name}: supervisor suspended; waiting for its tasks to publish")
-                _wait(f"{name}: tasks publishing after suspend", functools.partial(_idle, client, name), timeout)
-            chunks = intervals(client, ds, settings, key) if name in existing(client) else []
-            tasks = []
-            for interval in chunks:
-                log(f"{name}: rewriting {interval} without the party")
-                task_spec = reindex.spec(ds, settings, interval, {"type": "not", "field": {
-                    "type": "equals", "column": "party", "matchValueType": "STRING", "matchValue": key}})
-                tasks.append(reindex.run(client, task_spec, timeout))
-            if chunks:
-                log(f"{name}: waiting until no query finds the party")
-                _wait(f"{name}: rewritten segments served",
-                      functools.partial(lambda n: counts(client, settings, key)[n]["rows"] == 0, name), timeout)
-            # The replaced segments still exist (unused, in deep storage) until killed. Killed while
-            # the supervisor is suspended: a kill task waits for the interval's lock otherwise.
-            for interval in chunks:
-                replaced = _mark_replaced_unused(client, name, interval)
-                log(f"{name}: deleting the {replaced} replaced segments of {interval}")
-                tasks.append(reindex.run(client, {"type": "kill", "dataSource": name, "interval": interval}, timeout))
-        finally:
-            if managed:
-                client.supervisor_action(name, "resume")
-        done[name] = {**before[name], "intervals": chunks, "tasks": tasks}
-    return done
+            suspended.append(name)
+        log(f"suspended {', '.join(suspended) or 'no supervisor'}; waiting for their tasks to publish")
+        for name in suspended:
+            _wait(f"{name}: tasks publishing after suspend", functools.partial(_idle, client, name), timeout)
+        present = existing(client)
+        return {name: {**before[name], **_rewrite(client, settings, ds, key, timeout, log)} if name in present
+                else {**before[name], "intervals": [], "tasks": []} for name, ds in sources.items()}
+    finally:
+        for name in suspended:
+            client.supervisor_action(name, "resume")
+
+
+def _rewrite(client: DruidClient, settings: Settings, ds: specs.Datasource, key: str, timeout: float,
+             log: Callable[[str], None]) -> dict[str, list[str]]:
+    """Rewrite the chunks of ``ds`` holding the party without it, then delete the replaced segments."""
+    name = ds.name(settings)
+    chunks = intervals(client, ds, settings, key)
+    tasks = []
+    for interval in chunks:
+        log(f"{name}: rewriting {interval} without the party")
+        task_spec = reindex.spec(ds, settings, interval, {"type": "not", "field": {
+            "type": "equals", "column": "party", "matchValueType": "STRING", "matchValue": key}})
+        tasks.append(reindex.run(client, task_spec, timeout))
+    if chunks:
+        log(f"{name}: waiting until no query finds the party")
+        _wait(f"{name}: rewritten segments served", lambda: counts(client, settings, key)[name]["rows"] == 0,
+              timeout)
+    # The replaced segments still exist (unused, in deep storage) until killed. Killed while the
+    # supervisor is suspended: a kill task waits for the interval's lock otherwise.
+    for interval in chunks:
+        replaced = _mark_replaced_unused(client, name, interval)
+        log(f"{name}: deleting the {replaced} replaced segments of {interval}")
+        tasks.append(reindex.run(client, {"type": "kill", "dataSource": name, "interval": interval}, timeout))
+    return {"intervals": chunks, "tasks": tasks}

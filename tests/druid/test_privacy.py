@@ -124,6 +124,11 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
         assert (session["events"], session["page_views"], session["landing_page"]) == (
             EVENTS, EVENTS, "https://shop.example.com/")
         assert len({r["session_id"] for r in clicks}) == 1
+        # The command writes the same lines to an owner-only file.
+        result = run_cli(env, "privacy", "export", ERASED, "--out", str(tmp_path / "export.jsonl"))
+        assert result.returncode == 0, result.stderr
+        assert (tmp_path / "export.jsonl").read_text() == out.getvalue()
+        assert stat.S_IMODE(os.stat(tmp_path / "export.jsonl").st_mode) == 0o600
 
         # Rollup cost of the party dimension, measured: rows stored per event.
         [clicks_stored] = client.sql(f'SELECT COUNT(*) AS n FROM "{cfg.druid_clicks_datasource}"')
@@ -203,9 +208,9 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
         text = log.read_text()
         assert ERASED not in text and key not in text
         entries = [orjson.loads(line) for line in text.splitlines()]
-        assert [(e["kind"], e["party_digest"]) for e in entries] == [("export", digest(ERASED)),
-                                                                     ("erase", digest(ERASED))]
-        assert entries[1]["druid"][cfg.druid_clicks_datasource]["rows"] == EVENTS
+        assert [(e["kind"], e["party_digest"]) for e in entries] == [
+            ("export", digest(ERASED)), ("export", digest(ERASED)), ("erase", digest(ERASED))]
+        assert entries[2]["druid"][cfg.druid_clicks_datasource]["rows"] == EVENTS
 
 
 def test_unknown_party_is_refused_with_exit_code_3(stack, tmp_path):
