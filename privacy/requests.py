@@ -78,19 +78,29 @@ def erase(settings: Settings, party_id: str, force: bool = False, echo: Echo = l
         raise _unknown(settings, party_id)
     timeout = settings.privacy_timeout_seconds
     erased_at = int(time.time() * 1000)
+    stages: dict[str, float] = {}
+
+    def done(stage: str, since: float) -> float:
+        now = time.monotonic()
+        stages[stage] = round(now - since, 1)
+        echo(f"{stage}: done in {stages[stage]} s")
+        return now
+
     try:
         erased.ensure_topic(settings.kafka_bootstrap, settings.topic_erased, settings.partitions)
         erased.record(settings.kafka_bootstrap, settings.topic_erased, digest(party_id), erased_at)
-        echo("added to the erased list")
+        mark = done("erased list", started)
         partition = partition_for(party_id.encode(), settings.partitions)
         _forget_state(settings, party_id, erased_at, partition, timeout)
-        echo(f"worker state deleted (raw partition {partition})")
+        mark = done(f"worker state (raw partition {partition})", mark)
         targets = {ds.name(settings): {partition: _committed_end(settings, ds.topic(settings), partition)}
                    for ds in parties.declared(settings)}
     except KafkaException as exc:
         raise RequestError(f"Kafka: {exc}") from exc
     druid = parties.erase(client, settings, key, targets, timeout, echo)
-    entry = {"erased_at": erased_at, "druid": druid, "seconds": round(time.monotonic() - started, 1)}
+    done("druid", mark)
+    entry = {"erased_at": erased_at, "druid": druid, "stages_seconds": stages,
+             "seconds": round(time.monotonic() - started, 1)}
     log_request(settings, "erase", party_id, entry)
     return entry
 
