@@ -7,6 +7,7 @@ The pipeline runs with a party salt, so Druid holds the pseudonymised party only
 
 from __future__ import annotations
 
+import collections
 import io
 import json
 import os
@@ -21,11 +22,12 @@ from confluent_kafka import Consumer, TopicPartition
 from druid_support import run_cli
 
 from clickpipe.config import load
+from clickpipe.topics import ensure_topics
 from clickpipe.party import digest, party_key
 from druid import supervisors
 from privacy import requests
 from tests.support.druid import count_rows, private_druid, private_env, wait_for
-from tests.support.pipeline import Run
+from tests.support.pipeline import Run, WorkerProcess, decode_all
 from tests.support.records import raw_click
 
 GAP_S = 3
@@ -180,11 +182,11 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
         final = wait_for(lambda: _party_events(client, cfg.druid_clicks_datasource), lambda got: got == expected, 180)
         assert final == expected
 
-        def erased_drops() -> float:
-            found = re.search(r'dropped_total\{reason="erased"\} ([0-9.]+)', run.metrics(worker))
+        def erased_drops(proc: WorkerProcess) -> float:
+            found = re.search(r'dropped_total\{reason="erased"\} ([0-9.]+)', run.metrics(proc))
             return float(found.group(1)) if found else 0.0
 
-        assert wait_for(erased_drops, lambda n: n == LATE, 60) == LATE
+        assert wait_for(lambda: erased_drops(worker), lambda n: n == LATE, 60) == LATE
 
         # No query finds the party: by its dimension, nor any trace in either datasource.
         for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
@@ -201,6 +203,18 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
         latest = _changelog_latest(run.bootstrap, f"pipeline-{run.tag}-parties-changelog", run.partitions)
         assert ERASED in latest and latest[ERASED] is None
         assert all(latest.get(p) is not None for p in others)  # others still have state (dedup)
+
+        # A replay of the raw topic (a new app: empty tables, reading from the start) does not
+        # bring the party back: its workers load the erased list before they read.
+        replay = f"pipeline-{run.tag}-replay"  # deleted with the run's topics (prefix)
+        ensure_topics(run.bootstrap, [f"{replay}-enriched", f"{replay}-sessions"], run.partitions)
+        run.env.update({"CLICKPIPE_PIPELINE_APP_ID": replay, "CLICKPIPE_TOPIC_ENRICHED": f"{replay}-enriched",
+                        "CLICKPIPE_TOPIC_SESSIONS": f"{replay}-sessions"})
+        replayer = run.start_worker("replay.log", datadir="replay-state")
+        run.wait_ready(replayer)
+        replayed = decode_all(run.consume(f"{replay}-enriched", sum(expected.values()), timeout=180))
+        assert collections.Counter(r["party"] for r in replayed) == expected  # every other event, none of it
+        assert erased_drops(replayer) == EVENTS + LATE
 
         # The request log: what was done, for whom by digest, never the id or the data.
         log = cfg.privacy_log
