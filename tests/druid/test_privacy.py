@@ -22,8 +22,8 @@ from confluent_kafka import Consumer, TopicPartition
 from druid_support import run_cli
 
 from clickpipe.config import load
-from clickpipe.topics import ensure_topics
 from clickpipe.party import digest, party_key
+from clickpipe.topics import ensure_topics
 from druid import supervisors
 from privacy import requests
 from tests.support.druid import count_rows, private_druid, private_env, wait_for
