@@ -122,13 +122,18 @@ def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[st
     together (their tasks publish at the same time) and resumed together, also on failure.
     ``timeout`` bounds each wait.
     """
+    started = time.monotonic()
+
+    def say(line: str) -> None:  # the caller's log, with the time spent so far
+        log(f"[druid +{time.monotonic() - started:.1f} s] {line}")
+
     before = counts(client, settings, key)
     running = set(client.supervisor_ids())
     sources = {ds.name(settings): ds for ds in declared(settings)}
     managed = [name for name in sources
                if name in running and not client.supervisor_status(name)["payload"].get("suspended", False)]
     for name in managed:
-        log(f"{name}: waiting for the supervisor to read its topic up to the erasure")
+        say(f"{name}: waiting for the supervisor to read its topic up to the erasure")
         _wait(f"{name}: supervisor reading up to the erasure",
               functools.partial(_read_up_to, client, name, targets[name]), timeout)
     suspended = []
@@ -136,11 +141,12 @@ def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[st
         for name in managed:
             client.supervisor_action(name, "suspend")
             suspended.append(name)
-        log(f"suspended {', '.join(suspended) or 'no supervisor'}; waiting for their tasks to publish")
+        say(f"suspended {', '.join(suspended) or 'no supervisor'}; waiting for their tasks to publish")
         for name in suspended:
             _wait(f"{name}: tasks publishing after suspend", functools.partial(_idle, client, name), timeout)
+        say("their tasks have published")
         present = existing(client)
-        return {name: {**before[name], **_rewrite(client, settings, ds, key, timeout, log)} if name in present
+        return {name: {**before[name], **_rewrite(client, settings, ds, key, timeout, say)} if name in present
                 else {**before[name], "intervals": [], "tasks": []} for name, ds in sources.items()}
     finally:
         for name in suspended:
