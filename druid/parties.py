@@ -13,7 +13,9 @@ resumed afterwards (unless it was suspended before). Every function raises
 from __future__ import annotations
 
 import functools
+import json
 import time
+from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from clickpipe.config import Settings
@@ -112,7 +114,7 @@ def _mark_replaced_unused(client: DruidClient, datasource: str, interval: str) -
 
 
 def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[str, Mapping[int, int]],
-          timeout: float, log: Callable[[str], None] = lambda line: None) -> dict[str, dict[str, Any]]:
+          timeout: float, marker: Path, log: Callable[[str], None] = lambda line: None) -> dict[str, dict[str, Any]]:
     """Rewrite every declared datasource without the party's rows; returns per datasource the
     party's ``rows``/``events`` before, the ``intervals`` rewritten and the Druid ``tasks`` run.
 
@@ -120,13 +122,20 @@ def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[st
     which the supervisor must have read before it is suspended: then every row the pipeline
     wrote for the party is published before the rewrite. The supervisors are suspended
     together (their tasks publish at the same time) and resumed together, also on failure.
-    ``timeout`` bounds each wait.
+    While they are, ``marker`` lists them: an erase killed meanwhile leaves it behind, and the
+    next erase resumes them first. ``timeout`` bounds each wait.
     """
     started = time.monotonic()
 
     def say(line: str) -> None:  # the caller's log, with the time spent so far
         log(f"[druid +{time.monotonic() - started:.1f} s] {line}")
 
+    if marker.exists():
+        for name in json.loads(marker.read_text()):
+            if client.supervisor_status(name)["payload"].get("suspended", False):
+                say(f"{name}: resuming the supervisor an interrupted erase suspended")
+                client.supervisor_action(name, "resume")
+        marker.unlink()
     before = counts(client, settings, key)
     running = set(client.supervisor_ids())
     sources = {ds.name(settings): ds for ds in declared(settings)}
@@ -138,6 +147,8 @@ def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[st
               functools.partial(_read_up_to, client, name, targets[name]), timeout)
     suspended = []
     try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(managed))
         for name in managed:
             client.supervisor_action(name, "suspend")
             suspended.append(name)
@@ -151,6 +162,7 @@ def erase(client: DruidClient, settings: Settings, key: str, targets: Mapping[st
     finally:
         for name in suspended:
             client.supervisor_action(name, "resume")
+        marker.unlink(missing_ok=True)
 
 
 def _rewrite(client: DruidClient, settings: Settings, ds: specs.Datasource, key: str, timeout: float,

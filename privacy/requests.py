@@ -23,6 +23,7 @@ import os
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import IO, Any, Callable, cast
 
 import orjson
@@ -97,7 +98,7 @@ def erase(settings: Settings, party_id: str, force: bool = False, echo: Echo = l
                    for ds in parties.declared(settings)}
     except KafkaException as exc:
         raise RequestError(f"Kafka: {exc}") from exc
-    druid = parties.erase(client, settings, key, targets, timeout, echo)
+    druid = parties.erase(client, settings, key, targets, timeout, suspension_marker(settings), echo)
     done("druid", mark)
     entry = {"erased_at": erased_at, "druid": druid, "stages_seconds": stages,
              "seconds": round(time.monotonic() - started, 1)}
@@ -165,6 +166,11 @@ def _committed_end(settings: Settings, topic: str, partition: int, window: int =
         return 0
     finally:
         consumer.close()
+
+
+def suspension_marker(settings: Settings) -> Path:
+    """Where an erase lists the supervisors it has suspended, beside the request log."""
+    return settings.privacy_log.with_name("privacy-suspended-supervisors.json")
 
 
 def log_request(settings: Settings, kind: str, party_id: str, details: dict[str, Any]) -> None:

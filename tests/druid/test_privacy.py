@@ -1,6 +1,7 @@
 """Privacy requests against the real pipeline and Druid: export a party, erase it while other
-parties keep sending, then look for it everywhere (Druid, the worker's table changelog, the
-pipeline's output for its late raw events) and count everyone else's events.
+parties keep sending (the first erase killed -9 half-way, the second completing), then look
+for it everywhere (Druid, the worker's table changelog, the pipeline's output for its late raw
+events, a replay of the raw topic) and count everyone else's events.
 
 The pipeline runs with a party salt, so Druid holds the pseudonymised party only.
 """
@@ -13,6 +14,8 @@ import json
 import os
 import re
 import stat
+import subprocess
+import sys
 import threading
 import time
 
@@ -36,7 +39,7 @@ PARTIES = [f"privacy-party-{p:02d}" for p in range(12)]
 ERASED = PARTIES[5]
 EVENTS = 6  # per party before the erasure
 PAGES = ["/", "/products", "/products/42", "/cart", "/checkout", "/thanks"]
-CONCURRENT_WAVES = 30  # waves of one event per other party, while the erasure runs
+CONCURRENT_WAVES = 150  # at most: waves of one event per other party, every 2 s, until the erasure is done
 LATE = 4  # raw events of the erased party from before its erasure, produced after it (a replay, a late batch)
 
 
@@ -58,6 +61,13 @@ def _env(run: Run, tmp_path) -> dict[str, str]:
                        TOPIC_ERASED=t["erased"], PARTITIONS=str(run.partitions),
                        PIPELINE_APP_ID=f"pipeline-{run.tag}", PRIVACY_PARTY_SALT=SALT,
                        PRIVACY_LOG=str(tmp_path / "privacy-requests.jsonl"), PRIVACY_TIMEOUT="300")
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.Popen:
+    """``clickpipe *args`` running in a child process configured by ``env`` (stderr readable by line)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")}
+    return subprocess.Popen([sys.executable, "-m", "commands.cli", *args], env={**clean, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _party_events(client, datasource: str) -> dict[str, int]:
@@ -159,8 +169,23 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
         sender = threading.Thread(target=traffic)
         sender.start()
         lines: list[str] = []
-        started = time.monotonic()
         try:
+            # An erase killed -9 while it holds the supervisors suspended ...
+            interrupted = _cli(env, "privacy", "erase", ERASED)
+            assert interrupted.stderr is not None
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and "waiting for their tasks to publish" not in (
+                    line := interrupted.stderr.readline()):
+                assert line, f"the erase ended before suspending: {interrupted.wait()}"
+            interrupted.kill()
+            interrupted.wait(timeout=30)
+            marker = requests.suspension_marker(cfg)
+            assert sorted(json.loads(marker.read_text())) == sorted(
+                [cfg.druid_clicks_datasource, cfg.druid_sessions_datasource])
+            assert all(client.supervisor_status(ds)["payload"]["suspended"]
+                       for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource))
+            # ... is run again: it resumes them first, then carries the request out.
+            started = time.monotonic()
             done = requests.erase(cfg, ERASED, echo=lines.append)
         finally:
             stop.set()
@@ -173,6 +198,9 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
             # one rewrite and one kill of the replaced segments per time chunk (all within one here)
             assert [t.split("_")[0] for t in done["druid"][ds]["tasks"]] == ["index", "kill"], done
         assert not sender.is_alive()
+        assert not marker.exists()
+        assert not any(client.supervisor_status(ds)["payload"]["suspended"]
+                       for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource))
 
         # Late raw events of the erased party, from before the erasure: dropped, never in Druid.
         run.produce([raw_click(party_id=ERASED, server_time=start + 100 + i, source="batch") for i in range(LATE)])
