@@ -102,7 +102,7 @@ def _idle(client: DruidClient, datasource: str) -> bool:
 
 
 def _mark_replaced_unused(client: DruidClient, datasource: str, interval: str) -> int:
-    """Mark the segments of ``interval`` that newer ones overshadow unused (the coordinator would
+    """Mark the segments of ``interval`` that newer ones overshadow unused (Druid would
     too, in its own time); returns how many."""
     start, end = (t.replace("Z", ".000Z") for t in interval.split("/"))  # as sys.segments writes times
     found = client.sql('SELECT segment_id FROM sys.segments WHERE datasource = ? AND "start" >= ? '

@@ -220,6 +220,9 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
         for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
             assert client.sql(f'SELECT COUNT(*) AS n FROM "{ds}" WHERE "party" = ?',
                               [{"type": "VARCHAR", "value": key}]) == [{"n": 0}]
+        [session_id] = {r["session_id"] for r in clicks}
+        assert client.sql(f'SELECT COUNT(*) AS n FROM "{cfg.druid_clicks_datasource}" WHERE session_id = ?',
+                          [{"type": "VARCHAR", "value": session_id}]) == [{"n": 0}]
         none = {"rows": 0, "events": 0}
         assert requests.parties.counts(client, cfg, key) == {cfg.druid_clicks_datasource: none,
                                                              cfg.druid_sessions_datasource: none}
