@@ -23,7 +23,7 @@ session is a bot from then on, and every later event of it is flagged at once:
 - ``regular-timing``: page-view intervals more regular than a person's;
 - ``no-interaction``: several page views visible long enough without a pointer, touch or key;
 - ``pixel-only``: many pixel hits from a party never seen with the tag, or six in a row less
-  than 2 s apart on average (no reader without JavaScript goes that fast);
+  than 1.2 s apart on average (no reader without JavaScript goes that fast);
 - ``hosting``: a hosting network (``network_type``) AND weak bot-like evidence (a few
   pixel-only hits, three page views without interaction, or a page rate above the sustained
   rate); a hosting network alone never decides (people browse through company proxies).
@@ -69,7 +69,7 @@ PIXEL_WEAK = 3  # pixel hits without the tag that count as weak evidence (with a
 INTERACTION_WEAK = 3  # judged page views without interaction that count as weak evidence
 # Page views without JavaScript this close together, this many in a row, are no reader's:
 # a person without JavaScript loads whole pages and reads them (no route changes to burst).
-HURRIED_MS, HURRIED_PAGES = 2000, 6
+HURRIED_MS, HURRIED_PAGES = 1200, 6
 
 
 class UserAgentRules:
