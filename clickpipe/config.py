@@ -124,6 +124,9 @@ class Settings:
     topic_verdicts: str = _setting(
         "CLICKPIPE_TOPIC_VERDICTS", "clicks.verdicts",
         "sessions judged bots after their first event (BotVerdict), read by Druid; human reports exclude them")
+    topic_erased: str = _setting(
+        "CLICKPIPE_TOPIC_ERASED", "clicks.erased",
+        "compacted list of erased parties (by digest, never the id) that the worker drops raw events of")
     partitions: int = _setting(
         "CLICKPIPE_PARTITIONS", "4",
         "partitions of every pipeline topic; bounds the number of workers that share the work", minimum=1)
@@ -190,9 +193,18 @@ class Settings:
     collector_port: int = _setting("CLICKPIPE_COLLECTOR_PORT", "8090", "bind port", minimum=1)
     collector_workers: int = _setting(
         "CLICKPIPE_COLLECTOR_WORKERS", "2", "gunicorn worker processes", unit="processes", minimum=1)
-    collector_threads: int = _setting(
-        "CLICKPIPE_COLLECTOR_THREADS", "4", "request threads per worker (gthread worker class)",
-        unit="threads", minimum=1)
+    collector_max_connections: int = _setting(
+        "CLICKPIPE_COLLECTOR_MAX_CONNECTIONS", "4096",
+        "open connections (or requests in progress) per worker beyond which requests are answered 503",
+        unit="connections", minimum=16)
+    collector_header_timeout_ms: int = _setting(
+        "CLICKPIPE_COLLECTOR_HEADER_TIMEOUT_MS", "10000",
+        "longest a connection may take to send a request's line and headers before it is closed",
+        unit="ms", minimum=100)
+    collector_body_timeout_ms: int = _setting(
+        "CLICKPIPE_COLLECTOR_BODY_TIMEOUT_MS", "10000",
+        "longest a `POST /events` body may take to arrive; slower bodies are answered 408",
+        unit="ms", minimum=100)
     collector_public_url: str = _setting(
         "CLICKPIPE_COLLECTOR_PUBLIC_URL", "",
         "base URL the tag sends to (empty: the origin the tag was loaded from); a trailing / is removed",
@@ -381,6 +393,18 @@ class Settings:
     rocksdb_max_open_files: int = _setting(
         "CLICKPIPE_ROCKSDB_MAX_OPEN_FILES", "256", "open files per table partition database (-1: no limit)",
         unit="files", minimum=-1)
+
+    privacy_party_salt: str = _setting(
+        "CLICKPIPE_PRIVACY_PARTY_SALT", "",
+        "pseudonymity: non-empty, Druid's party dimension is an HMAC-SHA256 of the party id with this secret "
+        "(empty: the party id itself); changing it splits every party in two", section="Privacy requests")
+    privacy_log: Path = _setting(
+        "CLICKPIPE_PRIVACY_LOG", "$CLICKPIPE_STATE_DIR/privacy-requests.jsonl",
+        "log of the privacy requests carried out (time, kind, party digest, counts; never the data), 0600")
+    privacy_timeout_seconds: int = _setting(
+        "CLICKPIPE_PRIVACY_TIMEOUT", "900",
+        "longest `clickpipe privacy erase` waits for each stage (the worker, Druid's hand-off, each reindex task)",
+        unit="seconds", minimum=1)
 
     @property
     def collector_url(self) -> str:

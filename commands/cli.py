@@ -101,7 +101,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         rows = queries.run(queries.Reports(settings), args.name, since=args.since, until=args.until,
                            granularity=args.granularity, traffic=args.traffic, limit=args.limit,
-                           steps=args.steps, by=args.by)
+                           steps=args.steps, by=args.by, page=args.page, weeks=args.weeks,
+                           goal_page=args.goal_page, goal_event=args.goal_event, goal_property=args.goal_property,
+                           filters=queries.parse_filters(args.filter) or None)
     except (queries.UnknownReport, ValueError) as exc:
         print(f"[report] {exc}", file=sys.stderr)
         return 2
@@ -154,6 +156,42 @@ def _geoip(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy(args: argparse.Namespace) -> int:
+    from clickpipe.config import settings
+    from druid.client import DruidError
+    from privacy import requests
+    from steps.decode import MAX_ID_LENGTH
+
+    if not 0 < len(args.party) <= MAX_ID_LENGTH:
+        print(f"[privacy] a party id has 1 to {MAX_ID_LENGTH} characters", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "export":
+            if args.out is None:
+                counts = requests.export(settings, args.party, sys.stdout)
+            else:
+                fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
+                with os.fdopen(fd, "w") as out:
+                    counts = requests.export(settings, args.party, out)
+            print(f"[privacy] exported {render_counts(counts)}", file=sys.stderr)
+        else:
+            done = requests.erase(settings, args.party, force=args.force,
+                                  echo=lambda line: print(f"[privacy] {line}", file=sys.stderr))
+            erased = {name: d["rows"] for name, d in done["druid"].items()}
+            print(f"[privacy] erased {render_counts(erased)} in {done['seconds']} s", file=sys.stderr)
+    except requests.UnknownParty as exc:
+        print(f"[privacy] {exc}", file=sys.stderr)
+        return 3
+    except (requests.RequestError, DruidError) as exc:
+        print(f"[privacy] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def render_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} rows of {name}" for name, n in counts.items())
+
+
 def _up(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from commands.launcher import Launcher
@@ -187,6 +225,21 @@ def _collector(args: argparse.Namespace) -> NoReturn:
 def _dashboard(args: argparse.Namespace) -> NoReturn:
     """Become the dashboard's gunicorn server."""
     _become_python("gunicorn", "--config", "python:dashboard.gunicorn_conf")
+
+
+def _add_analysis_options(report: argparse.ArgumentParser) -> None:
+    """Segments, goals, paths and retention options of `clickpipe report`."""
+    from druid.queries import FILTERS
+
+    report.add_argument("--filter", action="append", metavar="FIELD=VALUE",
+                        help=f"segment: only traffic where FIELD equals VALUE (repeatable); "
+                             f"fields: {', '.join(FILTERS)}")
+    report.add_argument("--page", help="paths: the page (URL path) whose previous and next pages are counted")
+    report.add_argument("--weeks", type=int, help="retention: weekly cohorts to show (6)")
+    report.add_argument("--goal-page", help="goals: a view of this page (URL path)")
+    report.add_argument("--goal-event", help="goals: an event of this type")
+    report.add_argument("--goal-property", metavar="KEY=VALUE",
+                        help="goals: with --goal-event, a custom parameter match")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,7 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Reports: live, traffic, pages, referrers, campaigns, countries, cities, "
                                         "devices, browsers, bots, bot-reasons, bot-sessions, sessions, funnel.")
     report.add_argument("name", help="report name (an unknown name lists them)")
-    report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d) or ISO time (24h)")
+    report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d), today or ISO time (24h)")
     report.add_argument("--until", help="window end, same forms (now)")
     report.add_argument("--traffic", choices=("human", "bots", "all"), help="which traffic to count (human)")
     report.add_argument("--granularity", help="traffic buckets: minute, 5minutes, 15minutes, hour, day, week, "
@@ -271,8 +324,23 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--limit", type=int, help="rows of top-N reports (10)")
     report.add_argument("--steps", nargs="+", help="funnel steps in order: URL paths or event types")
     report.add_argument("--by", choices=("page", "event"), help="funnel steps are pages or event types (page)")
+    _add_analysis_options(report)
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
     report.set_defaults(func=_report)
+
+    privacy = sub.add_parser("privacy", help="privacy requests of one party: export or erase its data "
+                                             "(docs/privacy.md)")
+    privacy_sub = privacy.add_subparsers(dest="action", required=True)
+    export = privacy_sub.add_parser("export", help="write every row Druid holds for the party as JSON lines "
+                                                   "(exit 3: unknown party)")
+    export.add_argument("party", help="the party id (the visitor's _cpp cookie)")
+    export.add_argument("--out", help="file to write (created 0600; default: standard output)")
+    erase = privacy_sub.add_parser("erase", help="remove the party from Druid, the worker's state and future "
+                                                 "processing of its raw events (exit 3: unknown party)")
+    erase.add_argument("party", help="the party id (the visitor's _cpp cookie)")
+    erase.add_argument("--force", action="store_true",
+                       help="erase even if Druid has no row of the party (its events may still be in the pipeline)")
+    privacy.set_defaults(func=_privacy)
 
     from clickpipe.config import settings
     from simulate.commands import add_parsers as add_simulation_parsers

@@ -52,6 +52,7 @@ KINDS: dict[str, bool] = {
     "human-spa": False,
     "human-nojs-reader": False,
     "human-office": False,
+    "human-carrier-nat": False,
     "human-cloud-egress": False,
     "human-old-browser": False,
     "stealth-browser": True,
@@ -107,7 +108,8 @@ class Mix:
 
     bot_share: float = 0.2
     human_weights: tuple[tuple[str, float], ...] = (
-        ("human", 0.55), ("human-spa", 0.1), ("human-nojs-reader", 0.05), ("human-office", 0.12),
+        ("human", 0.49), ("human-spa", 0.1), ("human-nojs-reader", 0.05), ("human-office", 0.12),
+        ("human-carrier-nat", 0.06),
         ("human-cloud-egress", 0.08), ("human-old-browser", 0.1))
     bot_weights: tuple[tuple[str, float], ...] = (
         ("stealth-browser", 0.12), ("cookie-dropper-v4", 0.06), ("cookie-dropper-v6", 0.06), ("monitor", 0.1),
@@ -421,6 +423,11 @@ class Planner:
     def _human_office(self, rng: random.Random, key: str) -> Party:
         """One of many people of one office, all behind the office's single public IPv4 address."""
         b, tag = self._person(rng, key, "human-office", rng.choice(pop.OFFICE_ADDRESSES))
+        return self._visits(b, rng, tag)
+
+    def _human_carrier_nat(self, rng: random.Random, key: str) -> Party:
+        """A person on a phone whose carrier puts many subscribers behind one public address."""
+        b, tag = self._person(rng, key, "human-carrier-nat", rng.choice(pop.CARRIER_NAT_ADDRESSES), pop.MOBILE_UAS)
         return self._visits(b, rng, tag)
 
     def _human_cloud_egress(self, rng: random.Random, key: str) -> Party:

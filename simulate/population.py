@@ -99,6 +99,9 @@ HUMAN_NETWORKS = (
 HUMAN_V6_NETWORKS = tuple((n, w) for n, w in HUMAN_NETWORKS if ":" in n)
 # Two offices, each many people behind one public address (inside human networks above)
 OFFICE_ADDRESSES = ("89.160.20.129", "216.160.83.58")
+# Two mobile carriers' NAT addresses (carrier-grade NAT: many phones behind each), inside human
+# networks that MaxMind's Connection-Type test database calls Cellular
+CARRIER_NAT_ADDRESSES = ("67.43.156.10", "149.101.100.5")
 # A cloud provider's network (AWS, in its published ip-ranges.json): scrapers, monitors, audits
 HOSTING_NETWORK = "3.5.140.0/22"
 # Company proxies in hosting networks, through which real people browse: an AWS address, and

@@ -188,3 +188,5 @@ def test_replayed_plan_meets_the_goals_through_the_real_steps(geo_env):
     assert report.lost_events == report.duplicated_events == report.ip_mismatches == 0
     assert report.observed_sessions == report.exact_sessions == report.expected_sessions
     assert {k for k, row in report.by_kind.items() if row["sessions"]} == set(KINDS)
+    # the goals on the session verdicts, over all kinds
+    assert report.goals() == {"precision": True, "recall": True, "human_flagged": True, "session_error": True}

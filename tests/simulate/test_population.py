@@ -43,6 +43,14 @@ def test_offices_are_inside_human_networks():
     assert all(any(ipaddress.ip_address(a) in n for n in nets) for a in pop.OFFICE_ADDRESSES)
 
 
+def test_carrier_nat_addresses_are_cellular_by_maxmind(geo_env):
+    path = Path(geo_env["CLICKPIPE_GEOIP_CITY_DB"]).with_name("GeoIP2-Connection-Type-Test.mmdb")
+    with maxminddb.open_database(path) as db:
+        assert all((db.get(a) or {}).get("connection_type") == "Cellular" for a in pop.CARRIER_NAT_ADDRESSES)
+    nets = [ipaddress.ip_network(n) for n, _ in pop.HUMAN_NETWORKS]
+    assert all(any(ipaddress.ip_address(a) in n for n in nets) for a in pop.CARRIER_NAT_ADDRESSES)
+
+
 def test_company_egress_includes_a_hosting_address_by_maxmind(anonymous_ip):
     assert any((anonymous_ip.get(a) or {}).get("is_hosting_provider") for a in pop.HOSTING_ADDRESSES)
 

@@ -28,7 +28,7 @@ from tests.support.druid import wait_for
 from tests.support.simulation import deployment
 
 GAP_S, SWEEP_S = 8, 1
-DURATION_S, RATE, SEED, BOT_SHARE = 60, 40, 3, 0.5  # seed 3: every kind has parties that fit in 60 s
+DURATION_S, RATE, SEED, BOT_SHARE = 60, 40, 26, 0.5  # seed 26: every kind has 2+ parties that fit in 60 s
 
 
 @pytest.fixture
