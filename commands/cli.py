@@ -14,9 +14,9 @@ from clickpipe.formatting import render
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from clickpipe.config import settings
     from stack.manager import StackError, StackManager
 
+    settings = _stack_settings(args)
     manager = StackManager(settings)
     try:
         if args.action == "up":
@@ -45,6 +45,16 @@ def _stack(args: argparse.Namespace) -> int:
         print(f"[stack] error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _stack_settings(args: argparse.Namespace):
+    """The settings, with ``--kafka-brokers N`` standing for CLICKPIPE_KAFKA_BROKERS=N (so the
+    derived bootstrap list, replication and min.insync.replicas follow it)."""
+    from clickpipe.config import load, settings
+
+    if args.kafka_brokers is None:
+        return settings
+    return load({**os.environ, "CLICKPIPE_KAFKA_BROKERS": str(args.kafka_brokers)})
 
 
 def _prune(settings) -> None:
@@ -182,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("service", help="kafka, zookeeper, druid-coordinator, druid-broker, ...")
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
+    for action_parser in stack_sub.choices.values():
+        action_parser.add_argument(
+            "--kafka-brokers", type=int, choices=range(1, 10), metavar="N",
+            help="Kafka brokers of the stack, 1-9 (default: CLICKPIPE_KAFKA_BROKERS, 1); 3 gives every topic 3 "
+                 "replicas and min.insync.replicas 2; export CLICKPIPE_KAFKA_BROKERS=N for the other commands, "
+                 "so their clients list every broker")
     stack.set_defaults(func=_stack)
 
     worker = sub.add_parser("worker", help="run a stream-processing worker (same as: faust -A app.main worker)")
