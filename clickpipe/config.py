@@ -227,6 +227,10 @@ class Settings:
     druid_sessions_retention_days: int = _setting(
         "CLICKPIPE_DRUID_SESSIONS_RETENTION_DAYS", "400",
         "sessions newer than this are served; older segments are dropped (0: keep forever)", unit="days", minimum=0)
+    druid_segment_replicas: int = _setting(
+        "CLICKPIPE_DRUID_SEGMENT_REPLICAS", "1",
+        "historicals that serve each retained segment (at most the historicals of the tier)",
+        unit="replicas", minimum=1)
     druid_compaction_skip_offset: str = _setting(
         "CLICKPIPE_DRUID_COMPACTION_SKIP_OFFSET", "PT2H",
         "automatic compaction leaves the newest intervals (still being written) alone for this long",

@@ -79,7 +79,7 @@ def _worker(args: argparse.Namespace) -> NoReturn:
 
 def _druid(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
-    from druid import supervisors
+    from druid import retention, supervisors
     from druid.client import DruidClient, DruidError
     from druid.specs import DeclarationError
 
@@ -87,6 +87,7 @@ def _druid(args: argparse.Namespace) -> int:
     try:
         if args.action == "apply":
             print(render(supervisors.apply(client, settings)))
+            print(render(retention.apply(client, settings)))
         elif args.action == "status":
             rows = supervisors.status(client, settings)
             print(supervisors.render_status(rows, args.format))
@@ -206,7 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     druid = sub.add_parser("druid", help="Druid ingestion: supervisors of the clicks and sessions datasources")
     druid_sub = druid.add_subparsers(dest="action", required=True)
-    druid_sub.add_parser("apply", help="submit the specs derived from the schemas; unchanged ones are not resubmitted")
+    druid_sub.add_parser("apply", help="submit the specs derived from the schemas, then set each datasource's "
+                                       "retention rules and automatic compaction; unchanged ones are not resubmitted")
     druid_status = druid_sub.add_parser("status", help="state, lag, unparseable rows, latest parse exceptions and "
                                                        "last error of each supervisor (exit 3 unless all run)")
     druid_status.add_argument("--format", choices=("table", "json", "csv"), default="table")
