@@ -68,12 +68,11 @@ class Kafka(Service):
             "-cp", self._classpath(), main, *args,
         ]
 
-    def prepare(self) -> None:
+    def configuration(self) -> dict[str, str]:
+        """This node's server.properties."""
         s = self.settings
-        self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "log4j2.xml").write_text(LOG4J2_CONSOLE)
         replicas, min_isr = str(s.kafka_replication), str(s.kafka_min_insync_replicas)
-        props = {
+        return {
             "process.roles": "broker,controller",
             "node.id": str(self.node),
             "controller.quorum.voters": self.voters,
@@ -103,6 +102,10 @@ class Kafka(Service):
             # The log cleaner's dedupe map is heap; the 128 MiB default is a quarter of ours.
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
         }
+
+    def prepare(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "log4j2.xml").write_text(LOG4J2_CONSOLE)
         voters_file = self.dir / "voters"
         if (self.data / "meta.properties").exists():
             # A single node formatted before the file existed had the one voter it has now.
@@ -111,7 +114,7 @@ class Kafka(Service):
                 raise RuntimeError(
                     f"{self.name}: its storage belongs to the cluster {formatted_for}, not {self.voters}; "
                     f"keep CLICKPIPE_KAFKA_BROKERS as it was or wipe the stack (clickpipe stack reset)")
-        self.properties.write_text(properties(props))
+        self.properties.write_text(properties(self.configuration()))
         if not (self.data / "meta.properties").exists():
             self._format()
             voters_file.write_text(self.voters + "\n")
