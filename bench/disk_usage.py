@@ -91,10 +91,11 @@ def directory_bytes(path: Path) -> int:
 
 def segments(client: DruidClient, datasource: str) -> dict[str, int]:
     """Count, rows and bytes of the datasource's published, visible segments."""
-    [row] = client.sql("SELECT COUNT(*) AS n, SUM(num_rows) AS num_rows, SUM(\"size\") AS bytes FROM sys.segments "
-                       "WHERE datasource = ? AND is_published = 1 AND is_overshadowed = 0 AND is_available = 1",
-                       [{"type": "VARCHAR", "value": datasource}])
-    return {"segments": row["n"] or 0, "rows": row["num_rows"] or 0, "bytes": row["bytes"] or 0}
+    rows = client.sql("SELECT COUNT(*) AS n, SUM(num_rows) AS num_rows, SUM(\"size\") AS bytes FROM sys.segments "
+                      "WHERE datasource = ? AND is_published = 1 AND is_overshadowed = 0 AND is_available = 1",
+                      [{"type": "VARCHAR", "value": datasource}])
+    row = rows[0] if rows else {}  # no row at all while none matches
+    return {"segments": row.get("n") or 0, "rows": row.get("num_rows") or 0, "bytes": row.get("bytes") or 0}
 
 
 def all_published(client: DruidClient, datasource: str) -> dict[str, int] | None:
@@ -117,8 +118,8 @@ def compact(client: DruidClient, datasource: str, timeout: float = 600) -> dict[
                       lambda s: s in ("SUCCESS", "FAILED"), timeout, interval=2)
     if status != "SUCCESS":
         raise RuntimeError(f"compaction task {task} of {datasource}: {status}")
-    return wait_for(lambda: segments(client, datasource), lambda s: s["segments"] < before or s["segments"] == 1,
-                    timeout, interval=2)
+    return wait_for(lambda: segments(client, datasource),
+                    lambda s: 0 < s["segments"] < before or before == s["segments"] == 1, timeout, interval=2)
 
 
 def produce(run: Run, messages: list[tuple]) -> None:
@@ -184,6 +185,7 @@ def main() -> None:
                                     lambda s: s is not None, 600, 5)
                 assert streamed is not None, f"{kind}: rows still not all in published segments"
                 druid[kind] = {"streamed": streamed}
+            print(json.dumps(report | {"druid": druid}), flush=True)  # so far, in case what follows fails
             client.supervisor_action(clicks, "suspend")  # no task holds a lock on what is compacted
             client.supervisor_action(sessions, "suspend")
             for ds, kind in ((clicks, "clicks"), (sessions, "sessions")):
