@@ -23,7 +23,10 @@ rows; the tables hold per-party state (and a per-IP counter), so their size grow
 parties active within the dedup memory and session gap, not with the events: the report
 gives the bytes per party too.
 
-Usage: python -m bench.disk_usage [--events 100000] [--parties 20000] [--batch 100] [--json FILE]
+``--compression`` sets ``CLICKPIPE_TOPIC_COMPRESSION`` for the run's topics and changelogs.
+
+Usage: python -m bench.disk_usage [--events 100000] [--parties 20000] [--batch 100] [--compression lz4]
+       [--json FILE]
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ from pathlib import Path
 from typing import Any, cast
 
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from app.geodata import test_database_env
 from bench.pipeline_bench import end_offsets, raw_messages, traffic, wait_committed
 from clickpipe.config import Settings, load, settings
+from clickpipe.topics import set_configs
 from druid import supervisors
 from druid.client import DruidClient
 from stack.kafka import brokers
@@ -91,11 +96,13 @@ def directory_bytes(path: Path) -> int:
 
 def segments(client: DruidClient, datasource: str) -> dict[str, int]:
     """Count, rows and bytes of the datasource's published, visible segments."""
-    rows = client.sql("SELECT COUNT(*) AS n, SUM(num_rows) AS num_rows, SUM(\"size\") AS bytes FROM sys.segments "
+    rows = client.sql("SELECT COUNT(*) AS n, SUM(num_rows) AS num_rows, SUM(\"size\") AS bytes, "
+                      "MIN(\"version\") AS oldest FROM sys.segments "
                       "WHERE datasource = ? AND is_published = 1 AND is_overshadowed = 0 AND is_available = 1",
                       [{"type": "VARCHAR", "value": datasource}])
     row = rows[0] if rows else {}  # no row at all while none matches
-    return {"segments": row.get("n") or 0, "rows": row.get("num_rows") or 0, "bytes": row.get("bytes") or 0}
+    return {"segments": row.get("n") or 0, "rows": row.get("num_rows") or 0, "bytes": row.get("bytes") or 0,
+            "oldest_version": row.get("oldest") or ""}
 
 
 def all_published(client: DruidClient, datasource: str) -> dict[str, int] | None:
@@ -106,8 +113,9 @@ def all_published(client: DruidClient, datasource: str) -> dict[str, int] | None
 
 
 def compact(client: DruidClient, datasource: str, timeout: float = 600) -> dict[str, int]:
-    """Run a compaction task into DAY segments over all of ``datasource``; its segments after."""
-    before = segments(client, datasource)["segments"]
+    """Run a compaction task into DAY segments over all of ``datasource``; its segments after, once
+    only the compacted ones are visible and Druid knows their row count."""
+    before = segments(client, datasource)
     task = client.post("/druid/indexer/v1/task", {
         "type": "compact", "dataSource": datasource,
         "ioConfig": {"type": "compact", "inputSpec": {"type": "interval", "interval": "2000-01-01/2100-01-01"}},
@@ -119,7 +127,8 @@ def compact(client: DruidClient, datasource: str, timeout: float = 600) -> dict[
     if status != "SUCCESS":
         raise RuntimeError(f"compaction task {task} of {datasource}: {status}")
     return wait_for(lambda: segments(client, datasource),
-                    lambda s: 0 < s["segments"] < before or before == s["segments"] == 1, timeout, interval=2)
+                    lambda s: s["oldest_version"] > before["oldest_version"] and s["rows"] == before["rows"],
+                    timeout, interval=2)
 
 
 def produce(run: Run, messages: list[tuple]) -> None:
@@ -141,6 +150,7 @@ def main() -> None:
     parser.add_argument("--parties", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100, help="events per raw message")
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--compression", default="producer", help="CLICKPIPE_TOPIC_COMPRESSION of the run's topics")
     parser.add_argument("--json", type=Path, help="also write the report here")
     args = parser.parse_args()
 
@@ -152,8 +162,11 @@ def main() -> None:
     report: dict[str, Any] = {"events": len(records), "unique_events": unique, "parties": parties,
                               "raw_messages": len(messages), "started": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                        time.gmtime())}
-    env = test_database_env(settings.cache_dir)
+    env = {**test_database_env(settings.cache_dir), "CLICKPIPE_TOPIC_COMPRESSION": args.compression}
+    report["topic_compression"] = args.compression
     with Run(settings.kafka_bootstrap, workdir, partitions=args.partitions, env=env) as run:
+        set_configs(AdminClient({"bootstrap.servers": run.bootstrap}), list(run.topics.values()),
+                    {"compression.type": args.compression})  # as clickpipe.topics.pipeline_topics does
         cfg = load(private_env("bench-disk", TOPIC_ENRICHED=run.topics["enriched"],
                                TOPIC_SESSIONS=run.topics["sessions"], DRUID_TASK_DURATION="PT1M"))
         with private_druid(cfg, create_topics=False) as client:

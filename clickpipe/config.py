@@ -99,6 +99,12 @@ def _items(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def _choice(raw: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise ValueError(f"is not one of {', '.join(choices)}")
+    return raw
+
+
 def _asns(raw: str) -> frozenset[int]:
     try:
         return frozenset(int(a.upper().removeprefix("AS")) for a in _items(raw))
@@ -173,6 +179,11 @@ class Settings:
     topic_output_retention_hours: int = _setting(
         "CLICKPIPE_TOPIC_OUTPUT_RETENTION_HOURS", "168",
         "how long the enriched and sessions topics keep rows Druid reads (-1: forever)", unit="hours", minimum=-1)
+    topic_compression: str = _setting(
+        "CLICKPIPE_TOPIC_COMPRESSION", "producer",
+        "compression.type of every topic the project creates, how brokers store it: producer (as sent: the "
+        "collector sends lz4, the worker uncompressed), lz4, zstd, gzip, snappy or uncompressed",
+        parse=lambda raw: _choice(raw, ("producer", "lz4", "zstd", "gzip", "snappy", "uncompressed")))
     topic_dead_letters_retention_hours: int = _setting(
         "CLICKPIPE_TOPIC_DEAD_LETTERS_RETENTION_HOURS", "336",
         "how long the dead-letter topic keeps what the pipeline rejected (-1: forever)", unit="hours", minimum=-1)

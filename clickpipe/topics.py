@@ -31,10 +31,11 @@ def pipeline_topics(settings: Settings) -> list[tuple[list[str], dict[str, str]]
 
     The raw topic keeps events longest (it is the history ``clickpipe replay`` re-reads);
     the enriched and sessions topics only have to outlive a Druid outage; dead letters stay
-    for inspection. Every topic requires ``kafka_min_insync_replicas`` replicas per write.
+    for inspection. Every topic requires ``kafka_min_insync_replicas`` replicas per write and
+    is stored with ``topic_compression``.
     """
     s = settings
-    isr = {"min.insync.replicas": str(s.kafka_min_insync_replicas)}
+    isr = {"min.insync.replicas": str(s.kafka_min_insync_replicas), "compression.type": s.topic_compression}
     return [
         ([s.topic_raw], {**_retention(s.topic_raw_retention_hours), **isr}),
         ([s.topic_enriched, s.topic_sessions], {**_retention(s.topic_output_retention_hours), **isr}),
@@ -44,8 +45,9 @@ def pipeline_topics(settings: Settings) -> list[tuple[list[str], dict[str, str]]
 
 def changelog_config(settings: Settings, config: dict[str, str]) -> dict[str, str]:
     """``config`` of a table's changelog topic (compacted: the latest value per key is its
-    state) with the configured ``min.insync.replicas``."""
-    return {**config, "min.insync.replicas": str(settings.kafka_min_insync_replicas)}
+    state) with the configured ``min.insync.replicas`` and compression."""
+    return {**config, "min.insync.replicas": str(settings.kafka_min_insync_replicas),
+            "compression.type": settings.topic_compression}
 
 
 def partition_for(key: bytes, partitions: int) -> int:
