@@ -94,7 +94,7 @@ def directory_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def segments(client: DruidClient, datasource: str) -> dict[str, int]:
+def segments(client: DruidClient, datasource: str) -> dict[str, Any]:
     """Count, rows and bytes of the datasource's published, visible segments."""
     rows = client.sql("SELECT COUNT(*) AS n, SUM(num_rows) AS num_rows, SUM(\"size\") AS bytes, "
                       "MIN(\"version\") AS oldest FROM sys.segments "
@@ -105,14 +105,14 @@ def segments(client: DruidClient, datasource: str) -> dict[str, int]:
             "oldest_version": row.get("oldest") or ""}
 
 
-def all_published(client: DruidClient, datasource: str) -> dict[str, int] | None:
+def all_published(client: DruidClient, datasource: str) -> dict[str, Any] | None:
     """The published segments once they hold every row Druid serves (nothing only in real-time tasks)."""
     [row] = client.sql(f'SELECT COUNT(*) AS n FROM "{datasource}"')
     published = segments(client, datasource)
     return published if published["rows"] == row["n"] and row["n"] > 0 else None
 
 
-def compact(client: DruidClient, datasource: str, timeout: float = 600) -> dict[str, int]:
+def compact(client: DruidClient, datasource: str, timeout: float = 600) -> dict[str, Any]:
     """Run a compaction task into DAY segments over all of ``datasource``; its segments after, once
     only the compacted ones are visible and Druid knows their row count."""
     before = segments(client, datasource)
