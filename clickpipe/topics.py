@@ -151,8 +151,8 @@ def set_configs(client: AdminClient, names: list[str], config: dict[str, str], t
             future.result(timeout=timeout)
         except Exception as exc:  # noqa: BLE001 - KafkaException
             raise TopicError(f"setting the config of topic {resource.name} failed: {exc}") from exc
-    for change in changes:
-        if altered:
+    if altered:
+        for change in changes:
             altered(*change)
     return changes
 
