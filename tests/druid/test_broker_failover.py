@@ -28,7 +28,9 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from clickpipe.config import load
+from clickpipe.topics import topic_configs
 from druid import supervisors
+from tests.druid.druid_support import run_cli
 from tests.support.broker import wait_healthy
 from tests.support.cluster import PrivateCluster
 from tests.support.collector import CollectorProcess
@@ -44,6 +46,7 @@ KILL_AT_S = 15
 RESTART_AT_S = 40
 TRAFFIC_S = 60
 MAX_TRIES = 120  # per request, 0.5 s apart: a request that never gets a 2xx fails the test
+PIPELINE_TOPICS = ("clicks.raw", "clicks.enriched", "clicks.sessions", "clicks.dead-letters")
 HUMAN_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
             "Chrome/120.0.0.0 Safari/537.36")
 
@@ -101,6 +104,24 @@ def busiest_partition(bootstrap: str, topic: str) -> tuple[int, int, int]:
     return partition, sizes[partition], leader.partitions[partition].leader
 
 
+def replication(bootstrap: str) -> dict[str, tuple[int, str, str]]:
+    """(fewest replicas of a partition, min.insync.replicas, cleanup.policy) of the cluster's topics
+    by kind: the run's topics by their kind (raw, enriched, ...), its tables' changelogs as
+    ``changelog``, others by name."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = admin.list_topics(timeout=10).topics
+    configs = topic_configs(admin, list(topics))
+    kinds: dict[str, tuple[int, str, str]] = {}
+    for name, meta in topics.items():
+        kind = ("changelog" if name.endswith("-changelog") else name.rsplit(".", 1)[-1] if name.startswith("test.")
+                else name)
+        config = configs[name]
+        found = (min(len(p.replicas) for p in meta.partitions.values()), config["min.insync.replicas"],
+                 config["cleanup.policy"])
+        assert kinds.setdefault(kind, found) == found, f"{name}: {found}, other {kind} topics: {kinds[kind]}"
+    return kinds
+
+
 def leader_of(bootstrap: str, topic: str, partition: int) -> int:
     meta = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(topic, timeout=5)
     return meta.topics[topic].partitions[partition].leader
@@ -128,6 +149,16 @@ def run(cluster, tmp_path):
 def test_leader_killed_mid_stream_loses_and_doubles_nothing(cluster, run):
     bootstrap = cluster.settings.kafka_bootstrap
     assert len(bootstrap.split(",")) == 3
+    # The command line sees the same cluster (`clickpipe stack ... --kafka-brokers 3`) and
+    # creates the pipeline's own topics on it.
+    s = cluster.settings
+    env = {"CLICKPIPE_STATE_DIR": str(s.state_dir), "CLICKPIPE_CACHE_DIR": str(s.cache_dir),
+           "CLICKPIPE_KAFKA_PORT": str(s.kafka_port), "CLICKPIPE_KAFKA_CONTROLLER_PORT": str(s.kafka_controller_port)}
+    created = run_cli(env, "stack", "topics", "--kafka-brokers", "3")
+    assert created.returncode == 0 and f"created topics: {', '.join(PIPELINE_TOPICS)}" in created.stdout, created
+    status = run_cli(env, "stack", "status", "--kafka-brokers", "3")
+    assert {line.split()[0] for line in status.stdout.splitlines() if line.split()[-1:] == ["healthy"]} == {
+        "kafka-1", "kafka-2", "kafka-3"}, status.stdout  # and the private state dir runs no Druid
     raw = run.topics["raw"]
     cfg = load(private_env("failover", KAFKA_BOOTSTRAP=bootstrap, TOPIC_ENRICHED=run.topics["enriched"],
                            TOPIC_SESSIONS=run.topics["sessions"]))
@@ -135,6 +166,12 @@ def test_leader_killed_mid_stream_loses_and_doubles_nothing(cluster, run):
         supervisors.apply(client, cfg)
         worker = run.start_worker()
         run.wait_ready(worker)
+        kinds = replication(bootstrap)
+        expected = {"raw": (3, "2", "delete"), "enriched": (3, "2", "delete"), "erased": (3, "2", "compact"),
+                    "changelog": (3, "2", "compact"), "__consumer_offsets": (3, "2", "compact"),
+                    "__transaction_state": (3, "2", "compact"),
+                    **{name: (3, "2", "delete") for name in PIPELINE_TOPICS}}
+        assert {k: kinds.get(k) for k in expected} == expected
         collector = CollectorProcess({"CLICKPIPE_KAFKA_BOOTSTRAP": bootstrap, "CLICKPIPE_TOPIC_RAW": raw,
                                       "CLICKPIPE_COLLECTOR_ACK_WAIT_MS": "3000", "CLICKPIPE_COLLECTOR_THREADS": "8"})
         traffic, stop = Traffic(), threading.Event()
