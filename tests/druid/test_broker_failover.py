@@ -173,7 +173,7 @@ def test_leader_killed_mid_stream_loses_and_doubles_nothing(cluster, run):
                     **{name: (3, "2", "delete") for name in PIPELINE_TOPICS}}
         assert {k: kinds.get(k) for k in expected} == expected
         collector = CollectorProcess({"CLICKPIPE_KAFKA_BOOTSTRAP": bootstrap, "CLICKPIPE_TOPIC_RAW": raw,
-                                      "CLICKPIPE_COLLECTOR_ACK_WAIT_MS": "3000", "CLICKPIPE_COLLECTOR_THREADS": "8"})
+                                      "CLICKPIPE_COLLECTOR_ACK_WAIT_MS": "3000"})
         traffic, stop = Traffic(), threading.Event()
         senders = [threading.Thread(target=send, args=(collector.url, i, traffic, stop)) for i in range(SENDERS)]
         try:
