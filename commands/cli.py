@@ -14,9 +14,9 @@ from clickpipe.formatting import render
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from clickpipe.config import settings
     from stack.manager import StackError, StackManager
 
+    settings = _stack_settings(args)
     manager = StackManager(settings)
     try:
         if args.action == "up":
@@ -47,6 +47,16 @@ def _stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_settings(args: argparse.Namespace):
+    """The settings, with ``--kafka-brokers N`` standing for CLICKPIPE_KAFKA_BROKERS=N (so the
+    derived bootstrap list, replication and min.insync.replicas follow it)."""
+    from clickpipe.config import load, settings
+
+    if args.kafka_brokers is None:
+        return settings
+    return load({**os.environ, "CLICKPIPE_KAFKA_BROKERS": str(args.kafka_brokers)})
+
+
 def _prune(settings) -> None:
     from stack import jars
 
@@ -69,7 +79,7 @@ def _worker(args: argparse.Namespace) -> NoReturn:
 
 def _druid(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
-    from druid import supervisors
+    from druid import retention, supervisors
     from druid.client import DruidClient, DruidError
     from druid.specs import DeclarationError
 
@@ -77,6 +87,7 @@ def _druid(args: argparse.Namespace) -> int:
     try:
         if args.action == "apply":
             print(render(supervisors.apply(client, settings)))
+            print(render(retention.apply(client, settings)))
         elif args.action == "status":
             rows = supervisors.status(client, settings)
             print(supervisors.render_status(rows, args.format))
@@ -235,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("service", help="kafka, zookeeper, druid-coordinator, druid-broker, ...")
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
+    for action_parser in stack_sub.choices.values():
+        action_parser.add_argument(
+            "--kafka-brokers", type=int, choices=range(1, 10), metavar="N",
+            help="Kafka brokers of the stack, 1-9 (default: CLICKPIPE_KAFKA_BROKERS, 1); 3 gives every topic 3 "
+                 "replicas and min.insync.replicas 2; export CLICKPIPE_KAFKA_BROKERS=N for the other commands, "
+                 "so their clients list every broker")
     stack.set_defaults(func=_stack)
 
     worker = sub.add_parser("worker", help="run a stream-processing worker (same as: faust -A app.main worker)")
@@ -243,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     druid = sub.add_parser("druid", help="Druid ingestion: supervisors of the clicks and sessions datasources")
     druid_sub = druid.add_subparsers(dest="action", required=True)
-    druid_sub.add_parser("apply", help="submit the specs derived from the schemas; unchanged ones are not resubmitted")
+    druid_sub.add_parser("apply", help="submit the specs derived from the schemas, then set each datasource's "
+                                       "retention rules and automatic compaction; unchanged ones are not resubmitted")
     druid_status = druid_sub.add_parser("status", help="state, lag, unparseable rows, latest parse exceptions and "
                                                        "last error of each supervisor (exit 3 unless all run)")
     druid_status.add_argument("--format", choices=("table", "json", "csv"), default="table")

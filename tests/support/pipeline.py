@@ -48,6 +48,7 @@ class Run:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     workers: list[WorkerProcess] = field(default_factory=list)
     delete_topics_on_exit: bool = True
+    replication: int = 1  # replicas of its topics and its workers' changelogs (min.insync.replicas: one fewer)
 
     def __enter__(self) -> "Run":
         self.create_topics()
@@ -62,8 +63,13 @@ class Run:
     def topics(self) -> dict[str, str]:
         return {kind: f"test.{self.tag}.{kind}" for kind in ("raw", "enriched", "sessions", "dead-letters", "erased")}
 
+    @property
+    def min_insync_replicas(self) -> int:
+        return max(self.replication - 1, 1)
+
     def create_topics(self) -> None:
-        ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions)
+        ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions,
+                      {"min.insync.replicas": str(self.min_insync_replicas)}, replication=self.replication)
 
     def delete_topics(self) -> None:
         delete_topics(self.bootstrap, list(self.topics.values()), prefix=f"pipeline-{self.tag}-")
@@ -82,6 +88,8 @@ class Run:
             "CLICKPIPE_PIPELINE_APP_ID": f"pipeline-{self.tag}",
             "CLICKPIPE_PIPELINE_DATADIR": str(self.workdir / datadir),
             "CLICKPIPE_PIPELINE_WEB_PORT": str(web_port),
+            "CLICKPIPE_KAFKA_REPLICATION": str(self.replication),
+            "CLICKPIPE_KAFKA_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
         })
         env.update(self.env)
         return env
