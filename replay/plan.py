@@ -93,7 +93,8 @@ def window(settings: Settings, since: datetime, until: datetime | None, now: dat
                         f"those segments; the latest end a replay can take now is {iso(latest)} (now minus "
                         f"CLICKPIPE_SESSION_CAP_SECONDS + CLICKPIPE_SESSION_GAP_SECONDS + {SLACK_MS // 1000} s)")
     if start >= end:
-        raise PlanError(f"the range {iso(start)}/{iso(end)} is empty; --from must be before {iso(latest)}")
+        raise PlanError(f"nothing to replay: the range {iso(start)}/{iso(end)} is empty (whole segments); --from must "
+                        f"be before {iso(min(end, latest))}")
     return Window(start, end, start - span - SLACK_MS, end + span)
 
 

@@ -124,13 +124,13 @@ class Replayer:
                     self.progress.next_offsets[p] = offset + 1
                     if offset + 1 >= ends[p]:
                         remaining.discard(p)
+                    events = self.progress.counts.get("events", 0) - events_at_start
+                    bar.postfix = f"{events / max(time.monotonic() - started, 1e-9):,.0f} events/s"  # shown by update
                     bar.update(1)
                     if self.since_checkpoint >= self.settings.replay_checkpoint_events:
                         self._checkpoint()
                 if batch:
                     last_message = time.monotonic()
-                    events = self.progress.counts.get("events", 0) - events_at_start
-                    bar.set_postfix_str(f"{events / max(time.monotonic() - started, 1e-9):,.0f} events/s")
                 else:
                     # transaction markers occupy offsets no message is delivered for
                     for tp in consumer.position([TopicPartition(topic, p) for p in remaining]):
