@@ -27,10 +27,11 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any, cast
 
 from confluent_kafka import Consumer, TopicPartition
 
-from agents.messages import read_events
+from agents.messages import Headers, read_events
 from app.geodata import test_database_env
 from bench.pipeline_bench import traffic
 from clickpipe.config import load, settings
@@ -55,7 +56,7 @@ def baseline(run: Run, offsets: dict[int, tuple[int, int]]) -> tuple[int, float]
             p = msg.partition()
             if msg.error() is not None or p not in remaining:
                 continue
-            batch = read_events(msg.key(), msg.value(), list(msg.headers() or ()))
+            batch = read_events(msg.key(), msg.value(), cast(Headers, list(msg.headers() or ())))
             assert isinstance(batch, list)
             for value, headers in batch:
                 decode(value, headers)
@@ -88,7 +89,7 @@ def main() -> None:
         first = datetime.fromtimestamp(min(r["server_time"] for r in records) / 1000, timezone.utc)
         win = window(cfg, first, first + timedelta(hours=3), datetime.now(timezone.utc), 86_400_000)
         plan = locate(cfg, win)
-        results = []
+        results: list[dict[str, Any]] = []
         for i in range(args.repeat):
             events, seconds = baseline(run, dict(plan.offsets))
             results.append({"run": i, "what": "baseline (read + decode)", "events": events,

@@ -165,8 +165,8 @@ def test_replay_a_day_with_a_changed_bot_rule_across_a_kill_9(stack, tmp_path):
             env = {k: v for k, v in env.items() if k.startswith("CLICKPIPE_")}
             args = ("--from", _iso(day), "--to", _iso(day + timedelta(days=1)))
             first = _replay_cli(env, tmp_path / "replay-1.log", *args)
-            checkpoint = wait_for(lambda: _checkpoint(replay_dir), lambda c: _done(c)[0] > 0 or first.poll() is not None,
-                                  120, interval=0.02)
+            checkpoint = wait_for(lambda: _checkpoint(replay_dir),
+                                  lambda c: _done(c)[0] > 0 or first.poll() is not None, 120, interval=0.02)
             first.send_signal(signal.SIGKILL)
             first.wait(timeout=30)
             killed_at = _checkpoint(replay_dir)

@@ -54,9 +54,9 @@ def test_a_range_whose_history_retention_deleted_is_refused(stack, tmp_path):
             producer.produce(topic, value=b"x", timestamp=old + i * DAY_MS // 4)
         assert producer.flush(30) == 0
         # what retention does: records before offset 4 (the first day) are deleted
-        [future] = AdminClient({"bootstrap.servers": stack.kafka_bootstrap}).delete_records(
-            [TopicPartition(topic, 0, 4)]).values()
-        future.result(30)
+        admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap})  # kept: its futures need it alive
+        [future] = admin.delete_records([TopicPartition(topic, 0, 4)]).values()
+        future.result(60)
         env = {"CLICKPIPE_TOPIC_RAW": topic, "CLICKPIPE_REPLAY_DIR": str(tmp_path)}
         result = _cli(env, "--from", "5d", "--to", "3d")
         assert result.returncode == 2, result
