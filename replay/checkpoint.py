@@ -2,7 +2,8 @@
 
 The work directory holds the replayed rows (``clicks.json``, ``sessions.json``: newline-
 delimited JSON, as the pipeline writes them to Kafka) and ``checkpoint.json``: per partition
-the next raw offset to read, the pipeline's state (parties, IPs), the counters, and how many
+the next raw offset to read, the pipeline's state (parties, IPs, the event-time clock of the
+sweeps), the counters, and how many
 bytes of each row file that state accounts for. :meth:`Workdir.save` makes the row files
 durable (fsync) before it replaces the checkpoint atomically (write, fsync, rename), so a
 checkpoint never counts rows that are not on disk. :meth:`Workdir.outputs` cuts each row
@@ -32,6 +33,8 @@ class Progress:
     next_offsets: dict[int, int] = field(default_factory=dict)
     parties: dict[int, dict[str, Any]] = field(default_factory=dict)  # partition -> party -> state
     ips: dict[int, dict[str, Any]] = field(default_factory=dict)  # partition -> IP -> state
+    watermarks: dict[int, int] = field(default_factory=dict)  # partition -> latest event time processed
+    swept_at: dict[int, int] = field(default_factory=dict)  # partition -> event time of its last sweep
     sizes: dict[str, int] = field(default_factory=dict)  # row file -> bytes this progress accounts for
     counts: dict[str, float] = field(default_factory=dict)
     tasks: dict[str, str] = field(default_factory=dict)  # datasource -> id of its replacing task
@@ -42,7 +45,9 @@ class Progress:
         def by_partition(d: dict[str, Any]) -> dict[int, Any]:
             return {int(p): v for p, v in d.items()}
         return cls(plan=body["plan"], phase=body["phase"], next_offsets=by_partition(body["next_offsets"]),
-                   parties=by_partition(body["parties"]), ips=by_partition(body["ips"]), sizes=body["sizes"],
+                   parties=by_partition(body["parties"]), ips=by_partition(body["ips"]),
+                   watermarks=by_partition(body["watermarks"]), swept_at=by_partition(body["swept_at"]),
+                   sizes=body["sizes"],
                    counts=body["counts"], tasks=body["tasks"], suspended=body["suspended"])
 
 

@@ -58,6 +58,8 @@ class Replayer:
             progress.next_offsets.setdefault(p, first)
             progress.parties.setdefault(p, {})
             progress.ips.setdefault(p, {})
+            progress.watermarks.setdefault(p, 0)
+            progress.swept_at.setdefault(p, 0)
         self.parties_due: ExpiryIndex[str] = ExpiryIndex()
         self.ips_due: ExpiryIndex[str] = ExpiryIndex()
         for p in plan.offsets:
@@ -65,8 +67,9 @@ class Replayer:
                 self.parties_due.set(p, key, self.pipeline.due_at(state))
             for key, value in progress.ips[p].items():
                 self.ips_due.set(p, key, self.pipeline.ip_due_at(value))
-        self.watermark = {p: 0 for p in plan.offsets}
-        self.swept_at = {p: 0 for p in plan.offsets}
+        # saved with the rest: a resumed replay sweeps when an uninterrupted one would have
+        self.watermark = progress.watermarks
+        self.swept_at = progress.swept_at
         self.outputs: dict[str, BinaryIO] = {}
         self.since_checkpoint = 0
         self.ticked = 0.0

@@ -21,7 +21,7 @@ from druid import queries, supervisors
 from tests.support import ROOT
 from tests.support.druid import count_rows, private_druid, private_env, wait_for
 from tests.support.net import free_port
-from tests.support.pipeline import Run
+from tests.support.pipeline import Run, decode_all
 from tests.support.records import raw_click
 
 GAP_S, CAP_S = 60, 600
@@ -107,6 +107,19 @@ def _done(checkpoint: dict | None) -> tuple[int, int]:
             sum(end - first for first, end in offsets.values()))
 
 
+def _read_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _rows_in_day(rows: list[dict], field: str, start: int, end: int) -> list[dict]:
+    return [r for r in rows if start <= r[field] < end]
+
+
+def _without(rows: list[dict], *fields: str) -> list[str]:
+    """The rows without ``fields``, as a sorted list of canonical JSON (a multiset)."""
+    return sorted(json.dumps({k: v for k, v in r.items() if k not in fields}, sort_keys=True) for r in rows)
+
+
 def _snapshot(client, cfg, reports: queries.Reports, day: datetime) -> dict:
     since, until = _iso(day), _iso(day + timedelta(days=1))
     where = (f"__time >= TIMESTAMP '{day:%Y-%m-%d %H:%M:%S}' "
@@ -182,6 +195,20 @@ def test_replay_a_day_with_a_changed_bot_rule_across_a_kill_9(stack, tmp_path):
             # nothing doubled in what the resumed replay handed to Druid, nothing missing
             assert sum(1 for _ in open(work / "clicks.json")) == len(in_day)
             assert sum(1 for _ in open(work / "sessions.json")) == len(sessions_in_day)
+
+            # the same steps as the live worker: its rows for the day, but for the changed verdicts
+            live = _rows_in_day(decode_all(run.consume("enriched", len(records), 60)), "server_time", start, end)
+            replayed = _rows_in_day(_read_rows(work / "clicks.json"), "server_time", start, end)
+            changed = [(r["party_id"], r["event_id"], r["bot_reason"]) for r in replayed if r["is_bot"]]
+            assert sorted(changed) == sorted((p, f"{p}-{i}", "rate-party") for p in bursts_in_day
+                                             for i in range(NEW_MAX, BURST_EVENTS))
+            assert _without(replayed, "is_bot", "bot_reason") == _without(live, "is_bot", "bot_reason")
+            live_sessions = _rows_in_day(decode_all(run.consume("sessions", len(parties), 60)), "start_time",
+                                         start, end)
+            replayed_sessions = _rows_in_day(_read_rows(work / "sessions.json"), "start_time", start, end)
+            assert len(replayed_sessions) == len(live_sessions) == len(sessions_in_day)
+            assert (_without(replayed_sessions, "is_bot", "bot_reason", "close_reason")
+                    == _without(live_sessions, "is_bot", "bot_reason", "close_reason"))
 
             after = wait_for(lambda: _snapshot(client, cfg, reports, day),
                              lambda s: s["bots"]["bot_events"] == new_bot_events, 120, interval=2)
