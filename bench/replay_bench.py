@@ -44,13 +44,13 @@ from tests.support.pipeline import Run
 SHIFT_MS = 3 * 86_400_000
 
 
-def baseline(run: Run, offsets: dict[int, tuple[int, int]]) -> tuple[int, float]:
+def baseline(run: Run, offsets: dict[int, tuple[int, int]]) -> tuple[int, float, float]:
     consumer = Consumer({"bootstrap.servers": run.bootstrap, "group.id": "bench-replay-baseline",
                          "enable.auto.commit": False, "isolation.level": "read_committed"})
     consumer.assign([TopicPartition(run.topics["raw"], p, first) for p, (first, _) in offsets.items()])
     remaining = {p: end - first for p, (first, end) in offsets.items() if end > first}
     events = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     while remaining:
         for msg in consumer.consume(500, timeout=1.0):
             p = msg.partition()
@@ -64,9 +64,9 @@ def baseline(run: Run, offsets: dict[int, tuple[int, int]]) -> tuple[int, float]
             remaining[p] -= 1
             if not remaining[p]:
                 del remaining[p]
-    seconds = time.perf_counter() - started
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
     consumer.close()
-    return events, seconds
+    return events, seconds, cpu
 
 
 def main() -> None:
@@ -91,26 +91,32 @@ def main() -> None:
         plan = locate(cfg, win)
         results: list[dict[str, Any]] = []
         for i in range(args.repeat):
-            events, seconds = baseline(run, dict(plan.offsets))
+            events, seconds, cpu = baseline(run, dict(plan.offsets))
             results.append({"run": i, "what": "baseline (read + decode)", "events": events,
-                            "seconds": round(seconds, 2), "events_per_s": round(events / seconds)})
+                            "seconds": round(seconds, 2), "events_per_s": round(events / seconds),
+                            "events_per_cpu_s": round(events / cpu)})
             work = Workdir(workdir / "replay" / f"run-{i}")
             progress = Progress(plan=plan.to_json())
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             Replayer(cfg, plan, work, progress, show_progress=False).run()
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
             events = int(progress.counts["events"])
             results.append({"run": i, "what": "replay (every step, checkpoints, row files)", "events": events,
                             "seconds": round(seconds, 2), "events_per_s": round(events / seconds),
+                            "events_per_cpu_s": round(events / cpu),
                             "clicks_written": int(progress.counts.get("clicks", 0)),
                             "sessions_written": int(progress.counts.get("sessions", 0)),
                             "checkpoint_bytes": (work.path / "checkpoint.json").stat().st_size})
             shutil.rmtree(work.path)
     for row in results:
         print(json.dumps(row))
-    base = [r["events_per_s"] for r in results if r["what"].startswith("baseline")]
-    rep = [r["events_per_s"] for r in results if r["what"].startswith("replay")]
-    print(json.dumps({"replay_over_baseline": [round(r / b, 3) for r, b in zip(rep, base, strict=True)],
+    def ratios(key: str) -> list[float]:
+        base = [r[key] for r in results if r["what"].startswith("baseline")]
+        rep = [r[key] for r in results if r["what"].startswith("replay")]
+        return [round(r / b, 3) for r, b in zip(rep, base, strict=True)]
+
+    print(json.dumps({"replay_over_baseline": ratios("events_per_s"),
+                      "cpu_replay_over_baseline": ratios("events_per_cpu_s"),
                       "messages": plan.messages(), "batch": args.batch, "load_average": os.getloadavg()}))
     shutil.rmtree(workdir, ignore_errors=True)
 

@@ -256,6 +256,7 @@ def replay(settings: Settings, since: datetime, until: datetime | None, restart:
         except DruidError as exc:
             raise ReplayError(str(exc)) from None
     counts = dict(progress.counts)
+    counts["seconds"] = round(counts.get("seconds", 0), 1)
     if counts.get("seconds"):
         counts["events_per_second"] = round(counts.get("events", 0) / counts["seconds"])
     return counts
@@ -265,6 +266,7 @@ def ingest(settings: Settings, declaration: dict[str, specs.Datasource], work: W
            win: Window, log=print) -> None:
     """Replace the window in every datasource with the replayed rows, streaming suspended meanwhile."""
     client = DruidClient(settings, timeout=settings.druid_query_timeout_seconds)
+    started = time.monotonic()
     names = {key: ds.name(settings) for key, ds in declaration.items()}
     if not progress.tasks:
         progress.suspended = sorted(set(progress.suspended)
@@ -292,4 +294,5 @@ def ingest(settings: Settings, declaration: dict[str, specs.Datasource], work: W
         progress.suspended = []
         work.save(progress)
     progress.phase = "done"
+    progress.counts["ingest_seconds"] = progress.counts.get("ingest_seconds", 0) + round(time.monotonic() - started, 1)
     work.save(progress)

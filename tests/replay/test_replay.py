@@ -13,11 +13,14 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from clickpipe.config import load
 from druid import queries, supervisors
+from druid.client import DruidError
 from tests.support import ROOT
 from tests.support.druid import count_rows, private_druid, private_env, wait_for
 from tests.support.net import free_port
@@ -120,6 +123,26 @@ def _without(rows: list[dict], *fields: str) -> list[str]:
     return sorted(json.dumps({k: v for k, v in r.items() if k not in fields}, sort_keys=True) for r in rows)
 
 
+def _day_counts(client, cfg, day: datetime) -> tuple[int, int]:
+    """SUM(count) of the clicks and sessions datasources over ``day``."""
+    where = (f"__time >= TIMESTAMP '{day:%Y-%m-%d %H:%M:%S}' "
+             f"AND __time < TIMESTAMP '{day + timedelta(days=1):%Y-%m-%d %H:%M:%S}'")
+    [clicks] = client.sql(f'SELECT SUM("count") AS n FROM "{cfg.druid_clicks_datasource}" WHERE {where}')
+    [sessions] = client.sql(f'SELECT SUM("count") AS n FROM "{cfg.druid_sessions_datasource}" WHERE {where}')
+    return clicks["n"], sessions["n"]
+
+
+def _watch_counts(client, cfg, day: datetime, seen: list, stop: list) -> None:
+    """Sample :func:`_day_counts` into ``seen`` until ``stop`` is not empty (bounded: 20 minutes)."""
+    deadline = time.monotonic() + 1200
+    while not stop and time.monotonic() < deadline:
+        try:
+            seen.append(_day_counts(client, cfg, day))
+        except DruidError:
+            pass  # a query that timed out on a busy machine says nothing about the counts
+        time.sleep(0.5)
+
+
 def _snapshot(client, cfg, reports: queries.Reports, day: datetime) -> dict:
     since, until = _iso(day), _iso(day + timedelta(days=1))
     where = (f"__time >= TIMESTAMP '{day:%Y-%m-%d %H:%M:%S}' "
@@ -187,8 +210,19 @@ def test_replay_a_day_with_a_changed_bot_rule_across_a_kill_9(stack, tmp_path):
             log = (tmp_path / "replay-1.log").read_text()
             assert killed_at is not None and killed_at["phase"] == "process" and 0 < read < planned, (checkpoint, log)
 
+            # While the resumed replay runs and Druid switches versions, the day's counts never change:
+            # old and new rows are never counted together, and never both missing.
+            seen: list = []
+            second_done: list = []
+            watcher = threading.Thread(target=_watch_counts, args=(client, cfg, day, seen, second_done))
+            watcher.start()
             second = _replay_cli(env, tmp_path / "replay-2.log", *args)
-            assert second.wait(timeout=900) == 0, (tmp_path / "replay-2.log").read_text()
+            try:
+                assert second.wait(timeout=900) == 0, (tmp_path / "replay-2.log").read_text()
+            finally:
+                second_done.append(True)
+                watcher.join(timeout=60)
+            assert len(seen) >= 10 and set(seen) == {(len(in_day), len(sessions_in_day))}, seen
             log = (tmp_path / "replay-2.log").read_text()
             assert "resuming (process)" in log, log
             [work] = replay_dir.iterdir()
