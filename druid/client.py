@@ -93,23 +93,16 @@ class DruidClient:
         return tasks
 
     def submit_task(self, spec: dict[str, Any]) -> str:
-        """Submit an indexing task; returns its id."""
+        """Submit an ingestion task (a native batch spec, say); returns its id."""
         return self._call("POST", "/druid/indexer/v1/task", json=spec)["task"]
 
-    def task_status(self, task_id: str) -> dict[str, Any] | None:
-        """A task's status (``statusCode``: RUNNING, SUCCESS, FAILED; ``errorMsg``), None if Druid has no such task."""
-        try:
-            return self._call("GET", f"/druid/indexer/v1/task/{task_id}/status")["status"]
-        except DruidError as exc:
-            if "HTTP 404" in str(exc):
-                return None
-            raise
+    def task_status(self, task_id: str) -> dict[str, Any]:
+        """The task's ``status`` object: ``statusCode`` (RUNNING, SUCCESS, FAILED), ``errorMsg``, ..."""
+        return self._call("GET", f"/druid/indexer/v1/task/{task_id}/status")["status"]
 
-    def tasks(self, datasource: str, states: tuple[str, ...], task_type: str | None = None) -> list[dict[str, Any]]:
-        """The datasource's tasks in ``states`` (waiting, pending, running, complete), of ``task_type`` if given."""
-        params = {"datasource": datasource} | ({"type": task_type} if task_type else {})
-        return [t for state in states
-                for t in self._call("GET", "/druid/indexer/v1/tasks", params={**params, "state": state})]
+    def tasks(self, datasource: str, state: str) -> list[dict[str, Any]]:
+        """The datasource's tasks in ``state`` (waiting, pending, running or complete)."""
+        return self._call("GET", "/druid/indexer/v1/tasks", params={"datasource": datasource, "state": state})
 
     def drop_datasource(self, datasource: str) -> None:
         """Mark all of a datasource's segments unused (its rows disappear from queries)."""

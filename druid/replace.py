@@ -28,7 +28,7 @@ from druid.client import DruidClient, DruidError
 
 POLL_S = 1.0
 SEGMENT_WAIT_MS = 300_000  # the task waits this long for its segments to be served
-RUNNING = ("waiting", "pending", "running")
+ACTIVE = ("waiting", "pending", "running")
 
 
 def overwrite_spec(ds: specs.Datasource, settings: Settings, base_dir: Path, filename: str,
@@ -73,9 +73,10 @@ def suspend(client: DruidClient, supervisor_ids: list[str], timeout: float) -> l
             client.supervisor_action(sid, "suspend")
             suspended.append(sid)
     deadline = time.monotonic() + timeout
-    while any(client.tasks(sid, RUNNING, "index_kafka") for sid in supervisor_ids):
+    # no task at all: a streaming task still publishing, or any other (compaction), holds the interval's lock
+    while any(client.tasks(sid, state) for sid in supervisor_ids for state in ACTIVE):
         if time.monotonic() > deadline:
-            raise DruidError(f"the streaming tasks of {', '.join(supervisor_ids)} did not stop within {timeout:.0f} s "
+            raise DruidError(f"the tasks of {', '.join(supervisor_ids)} did not stop within {timeout:.0f} s "
                              f"of suspending their supervisors")
         time.sleep(POLL_S)
     return suspended
@@ -90,7 +91,7 @@ def wait_for_task(client: DruidClient, task_id: str, timeout: float) -> dict[str
     """The final status of a task (``status``: SUCCESS or FAILED, ``errorMsg``); DruidError on timeout."""
     deadline = time.monotonic() + timeout
     while True:
-        status = client.task_status(task_id) or {}
+        status = client.task_status(task_id)
         if status.get("statusCode") in ("SUCCESS", "FAILED"):
             return status
         if time.monotonic() > deadline:

@@ -275,8 +275,7 @@ def ingest(settings: Settings, declaration: dict[str, specs.Datasource], work: W
     try:
         for key, ds in declaration.items():
             task_id = progress.tasks.get(names[key])
-            status = client.task_status(task_id) if task_id else None
-            if status is None or status.get("statusCode") == "FAILED":
+            if task_id is None or client.task_status(task_id).get("statusCode") == "FAILED":
                 task_id = f"clickpipe-replay-{names[key]}-{work.path.name}-{int(time.time())}"
                 client.submit_task(replace.overwrite_spec(ds, settings, work.path, work.file(key).name,
                                                           win.interval(), task_id))
