@@ -125,10 +125,8 @@ def _without(rows: list[dict], *fields: str) -> list[str]:
 
 def _day_counts(client, cfg, day: datetime) -> tuple[int, int]:
     """SUM(count) of the clicks and sessions datasources over ``day``."""
-    where = (f"__time >= TIMESTAMP '{day:%Y-%m-%d %H:%M:%S}' "
-             f"AND __time < TIMESTAMP '{day + timedelta(days=1):%Y-%m-%d %H:%M:%S}'")
-    [clicks] = client.sql(f'SELECT SUM("count") AS n FROM "{cfg.druid_clicks_datasource}" WHERE {where}')
-    [sessions] = client.sql(f'SELECT SUM("count") AS n FROM "{cfg.druid_sessions_datasource}" WHERE {where}')
+    [clicks] = client.sql(f'SELECT SUM("count") AS n FROM "{cfg.druid_clicks_datasource}" WHERE {_where(day)}')
+    [sessions] = client.sql(f'SELECT SUM("count") AS n FROM "{cfg.druid_sessions_datasource}" WHERE {_where(day)}')
     return clicks["n"], sessions["n"]
 
 
@@ -143,21 +141,31 @@ def _watch_counts(client, cfg, day: datetime, seen: list, stop: list) -> None:
         time.sleep(0.5)
 
 
-def _snapshot(client, cfg, reports: queries.Reports, day: datetime) -> dict:
-    since, until = _iso(day), _iso(day + timedelta(days=1))
-    where = (f"__time >= TIMESTAMP '{day:%Y-%m-%d %H:%M:%S}' "
-             f"AND __time < TIMESTAMP '{day + timedelta(days=1):%Y-%m-%d %H:%M:%S}'")
-    [clicks] = client.sql(f'SELECT SUM("count") AS events, APPROX_COUNT_DISTINCT_DS_THETA(sessions) AS sessions '
-                          f'FROM "{cfg.druid_clicks_datasource}" WHERE {where}')
-    [sessions] = client.sql(f'SELECT SUM("count") AS sessions, SUM(events) AS events, '
-                            f"SUM(\"count\") FILTER (WHERE is_bot = 'true') AS bot_sessions "
-                            f'FROM "{cfg.druid_sessions_datasource}" WHERE {where}')
-    [bots] = reports.bots(since=since, until=until)
-    [after] = reports.bots(since=_iso(day + timedelta(days=1)), until=_iso(day + timedelta(days=2)))
-    return {"clicks": clicks, "sessions": sessions, "bots": bots, "bots_day_after": after["bot_events"] or 0,
-            "reasons": {r["bot_reason"]: r["events"] for r in reports.bot_reasons(since=since, until=until)},
-            "total": count_rows(client, cfg.druid_clicks_datasource),
-            "total_sessions": count_rows(client, cfg.druid_sessions_datasource)}
+def _where(day: datetime, days: int = 1) -> str:
+    return (f"__time >= TIMESTAMP '{day:%Y-%m-%d %H:%M:%S}' "
+            f"AND __time < TIMESTAMP '{day + timedelta(days=days):%Y-%m-%d %H:%M:%S}'")
+
+
+def _counts(client, cfg, day: datetime) -> dict:
+    """Exact counts of ``day`` (and bot events of the day after) in plain SQL.
+
+    No sketch columns: Druid 33 hides them from SQL while the rows are still held by streaming
+    tasks (docs/druid.md), as they are before the replay.
+    """
+    clicks, sessions = cfg.druid_clicks_datasource, cfg.druid_sessions_datasource
+    bot = "FILTER (WHERE is_bot = 'true')"
+    [row] = client.sql(f'SELECT SUM("count") AS events, SUM("count") {bot} AS bot_events '
+                       f'FROM "{clicks}" WHERE {_where(day)}')
+    [ids] = client.sql(f'SELECT COUNT(*) AS n FROM (SELECT session_id FROM "{clicks}" WHERE {_where(day)} '
+                       f'GROUP BY session_id)')
+    [next_day] = client.sql(f'SELECT SUM("count") {bot} AS bot_events FROM "{clicks}" '
+                            f'WHERE {_where(day + timedelta(days=1))}')
+    [closed] = client.sql(f'SELECT SUM("count") AS sessions, SUM(events) AS events, SUM("count") {bot} AS bots '
+                          f'FROM "{sessions}" WHERE {_where(day)}')
+    return {"events": row["events"], "bot_events": row["bot_events"] or 0, "session_ids": ids["n"],
+            "bot_events_next_day": next_day["bot_events"] or 0, "sessions": closed["sessions"],
+            "session_events": closed["events"], "bot_sessions": closed["bots"] or 0,
+            "total": count_rows(client, clicks), "total_sessions": count_rows(client, sessions)}
 
 
 def test_replay_a_day_with_a_changed_bot_rule_across_a_kill_9(stack, tmp_path):
@@ -184,12 +192,10 @@ def test_replay_a_day_with_a_changed_bot_rule_across_a_kill_9(stack, tmp_path):
             assert wait_for(lambda: count_rows(client, cfg.druid_sessions_datasource),
                             lambda n: n == len(parties), 120, interval=2) == len(parties)
             run.kill_workers(signal.SIGTERM)
-            reports = queries.Reports(cfg)
-            before = _snapshot(client, cfg, reports, day)
-            assert before["bots"]["bot_events"] in (None, 0) and before["bots_day_after"] == 0
-            assert before["clicks"]["events"] == len(in_day)
-            assert (before["sessions"]["sessions"], before["sessions"]["events"]) == (
-                len(sessions_in_day), session_events_in_day)
+            before = _counts(client, cfg, day)
+            assert (before["bot_events"], before["bot_events_next_day"], before["bot_sessions"]) == (0, 0, 0)
+            assert (before["events"], before["sessions"], before["session_events"]) == (
+                len(in_day), len(sessions_in_day), session_events_in_day)
 
             # The new rule, and a replay of the day that is killed midway and then resumed.
             replay_dir = tmp_path / "replay"
@@ -244,19 +250,27 @@ def test_replay_a_day_with_a_changed_bot_rule_across_a_kill_9(stack, tmp_path):
             assert (_without(replayed_sessions, "is_bot", "bot_reason", "close_reason")
                     == _without(live_sessions, "is_bot", "bot_reason", "close_reason"))
 
-            after = wait_for(lambda: _snapshot(client, cfg, reports, day),
-                             lambda s: s["bots"]["bot_events"] == new_bot_events, 120, interval=2)
+            reports = queries.Reports(cfg)
+            after = wait_for(lambda: _counts(client, cfg, day), lambda c: c["bot_events"] == new_bot_events,
+                             120, interval=2)
             # the new verdicts, in the day replayed only
-            assert after["bots"]["bot_events"] == new_bot_events
-            assert after["reasons"] == {"rate-party": new_bot_events}
-            assert after["bots"]["bot_visitors"] == len(bursts_in_day)
-            assert after["sessions"]["bot_sessions"] == len(bursts_in_day)
-            assert after["bots_day_after"] == 0
-            # totals unchanged, nothing doubled: events, sessions and their events, session ids of clicks
-            assert after["clicks"] == before["clicks"]
-            assert (after["sessions"]["sessions"], after["sessions"]["events"]) == (
-                before["sessions"]["sessions"], before["sessions"]["events"])
+            assert (after["bot_events"], after["bot_sessions"], after["bot_events_next_day"]) == (
+                new_bot_events, len(bursts_in_day), 0)
+            # totals unchanged, nothing doubled: events, session ids of the clicks, sessions and their events
+            assert {k: after[k] for k in ("events", "session_ids", "sessions", "session_events")} == {
+                k: before[k] for k in ("events", "session_ids", "sessions", "session_events")}
             assert (after["total"], after["total_sessions"]) == (len(records), len(parties))
+            # and the analyst reports say so
+            since, until = _iso(day), _iso(day + timedelta(days=1))
+            [bots] = reports.bots(since=since, until=until)
+            assert (bots["events"], bots["bot_events"], bots["bot_visitors"]) == (
+                len(in_day), new_bot_events, len(bursts_in_day))
+            assert {r["bot_reason"]: r["events"] for r in reports.bot_reasons(since=since, until=until)} == {
+                "rate-party": new_bot_events}
+            [human] = reports.sessions(since=since, until=until)
+            [every] = reports.sessions(since=since, until=until, traffic="all")
+            assert (human["sessions"], every["sessions"]) == (len(sessions_in_day) - len(bursts_in_day),
+                                                               len(sessions_in_day))
             # streaming ingestion runs again
             states = {s: client.supervisor_status(s)["payload"]["state"]
                       for s in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource)}
