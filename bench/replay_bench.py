@@ -13,15 +13,19 @@ their events' time, as the collector would have written them. Then, in this proc
   written; no Druid.
 
 Each is run ``--repeat`` times, alternating, in the same minutes; the ratio is replay/baseline.
+With ``--profile``, one more replay runs under cProfile and the functions with the most own
+time are printed.
 
-Usage: python -m bench.replay_bench [--events 200000] [--parties 20000] [--batch 50] [--repeat 2]
+Usage: python -m bench.replay_bench [--events 200000] [--parties 20000] [--batch 50] [--repeat 2] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import json
 import os
+import pstats
 import shutil
 import tempfile
 import time
@@ -75,6 +79,7 @@ def main() -> None:
     parser.add_argument("--parties", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="replay-bench-"))
     records = traffic(args.events, args.parties)
@@ -108,6 +113,12 @@ def main() -> None:
                             "sessions_written": int(progress.counts.get("sessions", 0)),
                             "checkpoint_bytes": (work.path / "checkpoint.json").stat().st_size})
             shutil.rmtree(work.path)
+        if args.profile:
+            profiled = Replayer(cfg, plan, Workdir(workdir / "replay" / "profiled"), Progress(plan=plan.to_json()),
+                                show_progress=False)
+            profiler = cProfile.Profile()
+            profiler.runcall(profiled.run)
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(25)
     for row in results:
         print(json.dumps(row))
     def ratios(key: str) -> list[float]:
