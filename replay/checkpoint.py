@@ -14,7 +14,7 @@ written again, once, by the resumed replay.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -87,7 +87,8 @@ class Workdir:
             f.flush()
             os.fsync(f.fileno())
             progress.sizes[output] = f.tell()
-        body = orjson.dumps(asdict(progress), option=orjson.OPT_NON_STR_KEYS)
+        # orjson reads the dataclass as it is (dataclasses.asdict would deep-copy every state first)
+        body = orjson.dumps(progress, option=orjson.OPT_NON_STR_KEYS)
         tmp = self.path / (CHECKPOINT + ".tmp")
         with open(tmp, "wb") as f:
             f.write(body)
