@@ -1,5 +1,6 @@
 """Replay against the real stack: a bot rule changes, a day is replayed, Druid's reports show the
-new verdicts for that day only, with every total unchanged, after a kill -9 of the replay midway.
+new verdicts for that day only, with every total unchanged, after the replay was killed (-9)
+twice: midway through the raw topic, and while its Druid tasks ran.
 
 The pipeline deployment is private (``tests.support.pipeline.Run``: topics, app id, state) and
 so are the Druid datasources on its output topics. The data are two days old (Kafka timestamps
@@ -168,7 +169,7 @@ def _counts(client, cfg, day: datetime) -> dict:
             "total": count_rows(client, clicks), "total_sessions": count_rows(client, sessions)}
 
 
-def test_replay_a_day_with_a_changed_bot_rule_across_a_kill_9(stack, tmp_path):
+def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
     day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=2)
     records = _traffic(day)
     start, end = _ms(day), _ms(day + timedelta(days=1))
@@ -216,21 +217,33 @@ def test_replay_a_day_with_a_changed_bot_rule_across_a_kill_9(stack, tmp_path):
             log = (tmp_path / "replay-1.log").read_text()
             assert killed_at is not None and killed_at["phase"] == "process" and 0 < read < planned, (checkpoint, log)
 
-            # While the resumed replay runs and Druid switches versions, the day's counts never change:
+            # While the resumed replays run and Druid switches versions, the day's counts never change:
             # old and new rows are never counted together, and never both missing.
             seen: list = []
-            second_done: list = []
-            watcher = threading.Thread(target=_watch_counts, args=(client, cfg, day, seen, second_done))
+            replays_done: list = []
+            watcher = threading.Thread(target=_watch_counts, args=(client, cfg, day, seen, replays_done))
             watcher.start()
-            second = _replay_cli(env, tmp_path / "replay-2.log", *args)
             try:
-                assert second.wait(timeout=900) == 0, (tmp_path / "replay-2.log").read_text()
+                # resumed, and killed again once its Druid tasks run (the supervisors suspended)
+                second = _replay_cli(env, tmp_path / "replay-2.log", *args)
+                ingesting = wait_for(lambda: _checkpoint(replay_dir),
+                                     lambda c: bool(c and c["tasks"]) or second.poll() is not None, 600, interval=0.05)
+                second.send_signal(signal.SIGKILL)
+                second.wait(timeout=30)
+                log = (tmp_path / "replay-2.log").read_text()
+                assert "resuming (process)" in log, log
+                assert ingesting["phase"] == "ingest" and len(ingesting["tasks"]) == 2, (ingesting, log)
+                assert sorted(ingesting["suspended"]) == sorted([cfg.druid_clicks_datasource,
+                                                                 cfg.druid_sessions_datasource])
+                third = _replay_cli(env, tmp_path / "replay-3.log", *args)
+                assert third.wait(timeout=900) == 0, (tmp_path / "replay-3.log").read_text()
+                log = (tmp_path / "replay-3.log").read_text()
+                assert "resuming (ingest)" in log, log
+                print("\n".join(log.splitlines()[-16:]))  # the replay's counters (shown with -s)
             finally:
-                second_done.append(True)
+                replays_done.append(True)
                 watcher.join(timeout=60)
             assert len(seen) >= 10 and set(seen) == {(len(in_day), len(sessions_in_day))}, seen
-            log = (tmp_path / "replay-2.log").read_text()
-            assert "resuming (process)" in log, log
             [work] = replay_dir.iterdir()
             # nothing doubled in what the resumed replay handed to Druid, nothing missing
             assert sum(1 for _ in open(work / "clicks.json")) == len(in_day)
