@@ -244,7 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "CLICKPIPE_SESSION_CAP_SECONDS + CLICKPIPE_SESSION_GAP_SECONDS ago. See docs/replay.md.")
     replay.add_argument("--from", dest="since", required=True, metavar="TIME",
                         help="range start: ISO 8601 time (2026-11-20T00:00:00Z) or span back from now (7d)")
-    replay.add_argument("--to", dest="until", metavar="TIME", help="range end, same forms (the latest end whose rows are final)")
+    replay.add_argument("--to", dest="until", metavar="TIME",
+                        help="range end, same forms (the latest end whose rows are final)")
     replay.add_argument("--restart", action="store_true", help="discard the saved progress of this replay")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     replay.set_defaults(func=_replay)
