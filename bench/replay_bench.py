@@ -105,12 +105,12 @@ def main() -> None:
             started, cpu = time.perf_counter(), time.process_time()
             Replayer(cfg, plan, work, progress, show_progress=False).run()
             seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
-            events = int(progress.counts["events"])
+            events = int(progress.counts["events_read"])
             results.append({"run": i, "what": "replay (every step, checkpoints, row files)", "events": events,
                             "seconds": round(seconds, 2), "events_per_s": round(events / seconds),
                             "events_per_cpu_s": round(events / cpu),
-                            "clicks_written": int(progress.counts.get("clicks", 0)),
-                            "sessions_written": int(progress.counts.get("sessions", 0)),
+                            "clicks_written": int(progress.counts.get("clicks_written", 0)),
+                            "sessions_written": int(progress.counts.get("sessions_written", 0)),
                             "checkpoint_bytes": (work.path / "checkpoint.json").stat().st_size})
             shutil.rmtree(work.path)
         if args.profile:

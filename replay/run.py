@@ -103,7 +103,7 @@ class Replayer:
         consumer.assign([TopicPartition(topic, p, self.progress.next_offsets[p]) for p in sorted(remaining)])
         bar = tqdm(total=self.plan.messages(), initial=done, unit="msg", file=sys.stderr, smoothing=0.1,
                    disable=not self.show_progress, dynamic_ncols=True)
-        started, events_at_start = time.monotonic(), self.progress.counts.get("events", 0)
+        started, events_at_start = time.monotonic(), self.progress.counts.get("events_read", 0)
         self.ticked = started
         last_message = time.monotonic()
         try:
@@ -127,7 +127,7 @@ class Replayer:
                     self.progress.next_offsets[p] = offset + 1
                     if offset + 1 >= ends[p]:
                         remaining.discard(p)
-                    events = self.progress.counts.get("events", 0) - events_at_start
+                    events = self.progress.counts.get("events_read", 0) - events_at_start
                     bar.postfix = f"{events / max(time.monotonic() - started, 1e-9):,.0f} events/s"  # shown by update
                     bar.update(1)
                     if self.since_checkpoint >= self.settings.replay_checkpoint_events:
@@ -151,14 +151,14 @@ class Replayer:
 
     def _checkpoint(self) -> None:
         now = time.monotonic()
-        self.count("seconds", now - self.ticked)  # processing time, summed over resumed runs
+        self.count("seconds_reading", now - self.ticked)  # processing time, summed over resumed runs
         self.ticked = now
         self.work.save(self.progress, self.outputs)
         self.since_checkpoint = 0
 
     def _message(self, p: int, msg: Any) -> None:
         headers = list(msg.headers() or ())
-        self.count("messages")
+        self.count("messages_read")
         if control_kind(headers) is not None:
             self.count("control_messages_skipped")
             return
@@ -167,7 +167,7 @@ class Replayer:
             self.count("undecodable_messages")
             return
         out = self.processor.process(events, self.progress.parties[p], self.progress.ips[p], msg.key())
-        self.count("events", len(events))
+        self.count("events_read", len(events))
         self.since_checkpoint += len(events)
         self._apply(p, out)
         self.watermark[p] = max(self.watermark[p], out.latest_time)
@@ -199,11 +199,11 @@ class Replayer:
         for output, rows in zip(OUTPUTS, (clicks, sessions), strict=True):
             if rows:
                 self.outputs[output].write(b"\n".join(rows) + b"\n")
-                self.count(output, len(rows))
+                self.count(f"{output}_written", len(rows))
         for reason, n in out.bots.items():
-            self.count(f"bots:{reason}", n)
+            self.count(f"bot_events_read:{reason}", n)
         for reason, n in out.dropped.items():
-            self.count(f"dropped:{reason}", n)
+            self.count(f"dropped_events_read:{reason}", n)
 
     def _sweep(self, p: int, now: int) -> None:
         """Expire the partition's due state as of ``now`` (event time), as the worker's sweep would."""
@@ -256,9 +256,9 @@ def replay(settings: Settings, since: datetime, until: datetime | None, restart:
         except DruidError as exc:
             raise ReplayError(str(exc)) from None
     counts = dict(progress.counts)
-    counts["seconds"] = round(counts.get("seconds", 0), 1)
-    if counts.get("seconds"):
-        counts["events_per_second"] = round(counts.get("events", 0) / counts["seconds"])
+    counts["seconds_reading"] = round(counts.get("seconds_reading", 0), 1)
+    if counts.get("seconds_reading"):
+        counts["events_per_second"] = round(counts.get("events_read", 0) / counts["seconds_reading"])
     return counts
 
 
@@ -293,5 +293,5 @@ def ingest(settings: Settings, declaration: dict[str, specs.Datasource], work: W
         progress.suspended = []
         work.save(progress)
     progress.phase = "done"
-    progress.counts["ingest_seconds"] = progress.counts.get("ingest_seconds", 0) + round(time.monotonic() - started, 1)
+    progress.counts["seconds_ingesting"] = round(time.monotonic() - started, 1)
     work.save(progress)
