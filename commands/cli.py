@@ -121,7 +121,8 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         since = parse_time(args.since)
         until = parse_time(args.until) if args.until else None
-        counts = replay(settings, since, until, restart=args.restart, show_progress=not args.no_progress)
+        counts = replay(settings, since, until, restart=args.restart, show_progress=not args.no_progress,
+                        keep_rows=args.keep_rows)
     except (ValueError, PlanError) as exc:
         print(f"[replay] {exc}", file=sys.stderr)
         return 2
@@ -248,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="range end, same forms (the latest end whose rows are final)")
     replay.add_argument("--restart", action="store_true", help="discard the saved progress of this replay")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    replay.add_argument("--keep-rows", action="store_true",
+                        help="keep the replayed rows (personal data) in the work directory once Druid has them")
     replay.set_defaults(func=_replay)
 
     from clickpipe.config import settings

@@ -57,6 +57,15 @@ class Workdir:
     def __init__(self, path: Path):
         self.path = path.resolve()
 
+    def make(self) -> None:
+        """Create the directory, owner-only: the rows hold personal data (IPs, user agents, full URLs)."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def remove_rows(self) -> None:
+        """Delete the row files (the checkpoint stays: the replay is known to be done)."""
+        for output in OUTPUTS:
+            self.file(output).unlink(missing_ok=True)
+
     def file(self, output: str) -> Path:
         return self.path / f"{output}.json"
 
@@ -69,7 +78,7 @@ class Workdir:
 
     def outputs(self, progress: Progress) -> dict[str, BinaryIO]:
         """The row files opened for appending, each cut back to the bytes ``progress`` accounts for."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.make()
         files: dict[str, BinaryIO] = {}
         for output in OUTPUTS:
             size = progress.sizes.get(output, 0)
@@ -82,7 +91,7 @@ class Workdir:
 
     def save(self, progress: Progress, outputs: dict[str, BinaryIO] | None = None) -> None:
         """Make ``outputs`` durable, record their sizes in ``progress``, then replace the checkpoint atomically."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.make()
         for output, f in (outputs or {}).items():
             f.flush()
             os.fsync(f.fileno())

@@ -223,8 +223,11 @@ def workdir(settings: Settings, win: Window) -> Workdir:
 
 
 def replay(settings: Settings, since: datetime, until: datetime | None, restart: bool = False,
-           show_progress: bool = True, now: datetime | None = None, log=print) -> dict[str, Any]:
+           show_progress: bool = True, keep_rows: bool = False, now: datetime | None = None,
+           log=print) -> dict[str, Any]:
     """Replay ``[since, until)`` (widened to whole segments) and replace it in Druid; the final counters.
+
+    Once Druid holds the new rows the row files are deleted, unless ``keep_rows``.
 
     :class:`PlanError` for a range that cannot be replayed, :class:`ReplayError` when Kafka or
     Druid fails (running the same command again resumes).
@@ -255,6 +258,8 @@ def replay(settings: Settings, since: datetime, until: datetime | None, restart:
             ingest(settings, declaration, work, progress, win, log)
         except DruidError as exc:
             raise ReplayError(str(exc)) from None
+    if not keep_rows:
+        work.remove_rows()
     counts = dict(progress.counts)
     counts["seconds_reading"] = round(counts.get("seconds_reading", 0), 1)
     if counts.get("seconds_reading"):

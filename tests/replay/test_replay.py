@@ -206,7 +206,7 @@ def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
                 "CLICKPIPE_REPLAY_CHECKPOINT_EVENTS": "1000",
             }}
             env = {k: v for k, v in env.items() if k.startswith("CLICKPIPE_")}
-            args = ("--from", _iso(day), "--to", _iso(day + timedelta(days=1)))
+            args = ("--from", _iso(day), "--to", _iso(day + timedelta(days=1)), "--keep-rows")
             first = _replay_cli(env, tmp_path / "replay-1.log", *args)
             checkpoint = wait_for(lambda: _checkpoint(replay_dir),
                                   lambda c: _done(c)[0] > 0 or first.poll() is not None, 120, interval=0.02)

@@ -98,3 +98,6 @@ def test_a_resumed_workdir_cuts_row_files_back_to_their_checkpoint(tmp_path):
     outputs["clicks"].write(b'{"a":2}\n')
     outputs["clicks"].close()
     assert work.file("clicks").read_bytes() == b'{"a":1}\n{"a":2}\n'
+    assert work.path.stat().st_mode & 0o777 == 0o700  # the rows hold personal data
+    work.remove_rows()
+    assert sorted(p.name for p in work.path.iterdir()) == ["checkpoint.json"]
