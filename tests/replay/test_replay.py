@@ -232,7 +232,8 @@ def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
                 second.wait(timeout=30)
                 log = (tmp_path / "replay-2.log").read_text()
                 assert "resuming (process)" in log, log
-                assert ingesting["phase"] == "ingest" and len(ingesting["tasks"]) == 2, (ingesting, log)
+                # killed once it had submitted a replacing task (maybe before the other one)
+                assert ingesting["phase"] == "ingest" and ingesting["tasks"], (ingesting, log)
                 assert sorted(ingesting["suspended"]) == sorted([cfg.druid_clicks_datasource,
                                                                  cfg.druid_sessions_datasource])
                 third = _replay_cli(env, tmp_path / "replay-3.log", *args)
