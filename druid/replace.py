@@ -61,30 +61,31 @@ def overwrite_spec(ds: specs.Datasource, settings: Settings, base_dir: Path, fil
     }
 
 
-def suspend(client: DruidClient, supervisor_ids: list[str], timeout: float) -> list[str]:
-    """Suspend the running supervisors among ``supervisor_ids``; wait until none of their tasks runs.
-
-    Returns the ones this call suspended (those to :func:`resume` afterwards).
-    """
+def running(client: DruidClient, supervisor_ids: list[str]) -> list[str]:
+    """The supervisors among ``supervisor_ids`` that exist and are not suspended."""
     existing = set(client.supervisor_ids())
-    suspended = []
-    for sid in supervisor_ids:
-        if sid in existing and not client.supervisor_spec(sid).get("suspended", False):
-            client.supervisor_action(sid, "suspend")
-            suspended.append(sid)
+    return [sid for sid in supervisor_ids if sid in existing and not client.supervisor_spec(sid).get("suspended")]
+
+
+def suspend(client: DruidClient, supervisor_ids: list[str], datasources: list[str], timeout: float) -> None:
+    """Suspend ``supervisor_ids`` (those not suspended yet); wait until ``datasources`` have no task at all."""
+    for sid in running(client, supervisor_ids):
+        client.supervisor_action(sid, "suspend")
     deadline = time.monotonic() + timeout
     # no task at all: a streaming task still publishing, or any other (compaction), holds the interval's lock
-    while any(client.tasks(sid, state) for sid in supervisor_ids for state in ACTIVE):
+    while any(client.tasks(ds, state) for ds in datasources for state in ACTIVE):
         if time.monotonic() > deadline:
-            raise DruidError(f"the tasks of {', '.join(supervisor_ids)} did not stop within {timeout:.0f} s "
+            raise DruidError(f"the tasks of {', '.join(datasources)} did not stop within {timeout:.0f} s "
                              f"of suspending their supervisors")
         time.sleep(POLL_S)
-    return suspended
 
 
 def resume(client: DruidClient, supervisor_ids: list[str]) -> None:
+    """Resume those of ``supervisor_ids`` that are (still) suspended."""
+    existing = set(client.supervisor_ids())
     for sid in supervisor_ids:
-        client.supervisor_action(sid, "resume")
+        if sid in existing and client.supervisor_spec(sid).get("suspended"):
+            client.supervisor_action(sid, "resume")
 
 
 def wait_for_task(client: DruidClient, task_id: str, timeout: float) -> dict[str, Any]:

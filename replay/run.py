@@ -274,9 +274,10 @@ def ingest(settings: Settings, declaration: dict[str, specs.Datasource], work: W
     started = time.monotonic()
     names = {key: ds.name(settings) for key, ds in declaration.items()}
     if not progress.tasks:
-        progress.suspended = sorted(set(progress.suspended)
-                                    | set(replace.suspend(client, list(names.values()), TASK_TIMEOUT_S)))
+        # recorded before suspending: a replay killed meanwhile still resumes them
+        progress.suspended = sorted(set(progress.suspended) | set(replace.running(client, list(names.values()))))
         work.save(progress)
+        replace.suspend(client, progress.suspended, list(names.values()), TASK_TIMEOUT_S)
     try:
         for key, ds in declaration.items():
             task_id = progress.tasks.get(names[key])
