@@ -104,6 +104,11 @@ class DruidClient:
         """The datasource's tasks in ``state`` (waiting, pending, running or complete)."""
         return self._call("GET", "/druid/indexer/v1/tasks", params={"datasource": datasource, "state": state})
 
+    def mark_unused(self, datasource: str, segment_ids: list[str]) -> None:
+        """Mark the given segments unused: no longer served, and deletable by a ``kill`` task."""
+        self._call("POST", f"/druid/coordinator/v1/datasources/{datasource}/markUnused",
+                   json={"segmentIds": segment_ids})
+
     def drop_datasource(self, datasource: str) -> None:
         """Mark all of a datasource's segments unused (its rows disappear from queries)."""
         self._call("DELETE", f"/druid/coordinator/v1/datasources/{datasource}")

@@ -16,18 +16,21 @@ inside it, are written; dead letters are not (the live worker wrote them already
 
 from __future__ import annotations
 
+import functools
 import shutil
 import sys
 import time
 from datetime import datetime, timezone
-from typing import Any, BinaryIO, cast
+from typing import Any, BinaryIO, Mapping, cast
 
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from tqdm import tqdm
 
 from agents.messages import DeadLetter, EventProcessor, Outcome, control_kind, read_events
+from clickpipe import erased
 from clickpipe.config import Settings
+from clickpipe.party import party_key
 from druid import replace, specs
 from druid.client import DruidClient, DruidError
 from replay.checkpoint import OUTPUTS, Progress, Workdir
@@ -43,7 +46,8 @@ SWEEP_ALL = 1 << 30  # keys one sweep may take: all that are due
 class Replayer:
     """The processing phase over ``plan``, continuing from ``progress``."""
 
-    def __init__(self, settings: Settings, plan: Plan, work: Workdir, progress: Progress, show_progress: bool):
+    def __init__(self, settings: Settings, plan: Plan, work: Workdir, progress: Progress, show_progress: bool,
+                 erased_list: Mapping[str, int] | None = None):
         self.settings = settings
         self.plan = plan
         self.window = plan.window
@@ -51,8 +55,12 @@ class Replayer:
         self.progress = progress
         self.show_progress = show_progress
         self.pipeline = Pipeline(settings)
-        # duplicates are dropped and counted, never set aside: dead letters are not replayed
-        self.processor = EventProcessor(self.pipeline, keep_duplicates=False)
+        # As the worker's (agents.enrich): the same party dimension, and the erased parties' events
+        # dropped (clickpipe.erased), so a replay never brings an erased party back. Duplicates
+        # are dropped and counted, never set aside: dead letters are not replayed.
+        self.processor = EventProcessor(self.pipeline, keep_duplicates=False,
+                                        party_key=functools.partial(party_key, salt=settings.privacy_party_salt),
+                                        erased=erased_list or {})
         self.sweep_ms = settings.session_sweep_seconds * 1000
         for p, (first, _) in plan.offsets.items():
             progress.next_offsets.setdefault(p, first)
@@ -252,7 +260,12 @@ def replay(settings: Settings, since: datetime, until: datetime | None, restart:
         plan = Plan.from_json(progress.plan)
         log(f"[replay] {win.interval()}: resuming ({progress.phase}) from {work.path}")
     if progress.phase == "process":
-        Replayer(settings, plan, work, progress, show_progress).run()
+        try:
+            erased.ensure_topic(settings.kafka_bootstrap, settings.topic_erased, settings.partitions)
+            erased_list = erased.load(settings.kafka_bootstrap, settings.topic_erased)
+        except KafkaException as exc:
+            raise ReplayError(f"reading the erased list {settings.topic_erased}: {exc}") from None
+        Replayer(settings, plan, work, progress, show_progress, erased_list).run()
     if progress.phase == "ingest":
         try:
             ingest(settings, declaration, work, progress, win, log)

@@ -3,9 +3,11 @@ the plan's window and the checkpoint's row files, unit by unit."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -13,11 +15,16 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from clickpipe import erased
 from clickpipe.config import load
+from clickpipe.party import digest
 from clickpipe.topics import delete_topics, ensure_topics
 from replay.checkpoint import Progress, Workdir
-from replay.plan import PlanError, window
+from replay.plan import PlanError, locate, window
+from replay.run import Replayer
 from tests.support import ROOT
+from tests.support.pipeline import Run
+from tests.support.records import raw_click
 
 DAY_MS = 86_400_000
 NOW = datetime(2026, 11, 30, 10, 30, tzinfo=timezone.utc)
@@ -101,3 +108,24 @@ def test_a_resumed_workdir_cuts_row_files_back_to_their_checkpoint(tmp_path):
     assert work.path.stat().st_mode & 0o777 == 0o700  # the rows hold personal data
     work.remove_rows()
     assert sorted(p.name for p in work.path.iterdir()) == ["checkpoint.json"]
+
+
+def test_a_replay_drops_the_events_of_erased_parties(stack, tmp_path):
+    """The replay reads the erased list as the worker does: an erased party never comes back."""
+    day = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=3)
+    t0 = int(day.timestamp() * 1000) + 3_600_000
+    records = [raw_click(party_id=p, event_id=f"{p}-{i}", server_time=t0 + i * 1000, source="batch")
+               for p in ("kept-party", "erased-party") for i in range(5)]
+    with Run(stack.kafka_bootstrap, tmp_path, partitions=2) as run:
+        run.produce(sorted(records, key=lambda r: r["server_time"]), event_time=True)
+        cfg = load({**run.worker_env(1), "CLICKPIPE_REPLAY_DIR": str(tmp_path / "replay")})
+        erased.ensure_topic(cfg.kafka_bootstrap, cfg.topic_erased, cfg.partitions)
+        erased.record(cfg.kafka_bootstrap, cfg.topic_erased, digest("erased-party"), int(time.time() * 1000))
+        win = window(cfg, day, day + timedelta(days=1), datetime.now(timezone.utc), DAY_MS)
+        plan = locate(cfg, win)
+        work = Workdir(tmp_path / "replay" / "w")
+        progress = Progress(plan=plan.to_json())
+        Replayer(cfg, plan, work, progress, False, erased.load(cfg.kafka_bootstrap, cfg.topic_erased)).run()
+        rows = [json.loads(line) for line in work.file("clicks").read_text().splitlines()]
+        assert sorted(r["event_id"] for r in rows) == [f"kept-party-{i}" for i in range(5)]
+        assert progress.counts["events_read"] == 10
