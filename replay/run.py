@@ -274,9 +274,9 @@ def replay(settings: Settings, since: datetime, until: datetime | None, restart:
     if not keep_rows:
         work.remove_rows()
     counts = dict(progress.counts)
-    counts["seconds_reading"] = round(counts.get("seconds_reading", 0), 1)
     if counts.get("seconds_reading"):
         counts["events_per_second"] = round(counts.get("events_read", 0) / counts["seconds_reading"])
+        counts["seconds_reading"] = round(counts["seconds_reading"], 1)
     return counts
 
 
