@@ -37,7 +37,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, message", [
-    (("--from", "yesterday"), "'yesterday' is neither a span like 15m, 24h, 7d nor an ISO 8601 time"),
+    (("--from", "yesterday"), "'yesterday' is neither a span like 15m"),
     (("--from", "10d", "--to", "2026-13-01"), "'2026-13-01' is neither a span"),
     (("--from", "2026-11-20T00:00:00Z", "--to", "2026-11-19T00:00:00Z"),
      "--to (2026-11-19T00:00:00Z) must be later than --from (2026-11-20T00:00:00Z)"),
