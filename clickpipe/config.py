@@ -436,6 +436,14 @@ class Settings:
     rocksdb_max_open_files: int = _setting(
         "CLICKPIPE_ROCKSDB_MAX_OPEN_FILES", "256", "open files per table partition database (-1: no limit)",
         unit="files", minimum=-1)
+    replay_dir: Path = _setting(
+        "CLICKPIPE_REPLAY_DIR", "$CLICKPIPE_STATE_DIR/replay",
+        "work directory of `clickpipe replay`: checkpoints and the replayed rows, which Druid's indexer reads "
+        "(it must see the same path)", section="Replay")
+    replay_checkpoint_events: int = _setting(
+        "CLICKPIPE_REPLAY_CHECKPOINT_EVENTS", "20000",
+        "events a replay processes between checkpoints (a resumed replay redoes at most this many)",
+        unit="events", minimum=1)
 
     privacy_party_salt: str = _setting(
         "CLICKPIPE_PRIVACY_PARTY_SALT", "",

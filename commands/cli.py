@@ -125,6 +125,27 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from clickpipe.config import settings
+    from druid.queries import parse_time
+    from replay.plan import PlanError, ReplayError
+    from replay.run import replay
+
+    try:
+        since = parse_time(args.since)
+        until = parse_time(args.until) if args.until else None
+        counts = replay(settings, since, until, restart=args.restart, show_progress=not args.no_progress,
+                        keep_rows=args.keep_rows)
+    except (ValueError, PlanError) as exc:
+        print(f"[replay] {exc}", file=sys.stderr)
+        return 2
+    except ReplayError as exc:
+        print(f"[replay] error: {exc} (run the same command again to resume)", file=sys.stderr)
+        return 1
+    print(render([{"counter": k, "value": v} for k, v in sorted(counts.items())]))
+    return 0
+
+
 def _privacy(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from druid.client import DruidError
@@ -288,6 +309,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analysis_options(report)
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
     report.set_defaults(func=_report)
+
+    replay = sub.add_parser(
+        "replay", help="re-run the pipeline (current settings and steps) over the raw topic's history and "
+                       "replace a time range of the datasources atomically; resumes where a killed run stopped",
+        description="The range is widened to whole segments (UTC days by default) and must end at least "
+                    "CLICKPIPE_SESSION_CAP_SECONDS + CLICKPIPE_SESSION_GAP_SECONDS ago. See docs/replay.md.")
+    replay.add_argument("--from", dest="since", required=True, metavar="TIME",
+                        help="range start: ISO 8601 time (2026-11-20T00:00:00Z) or span back from now (7d)")
+    replay.add_argument("--to", dest="until", metavar="TIME",
+                        help="range end, same forms (the latest end whose rows are final)")
+    replay.add_argument("--restart", action="store_true", help="discard the saved progress of this replay")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    replay.add_argument("--keep-rows", action="store_true",
+                        help="keep the replayed rows (personal data) in the work directory once Druid has them")
+    replay.set_defaults(func=_replay)
 
     privacy = sub.add_parser("privacy", help="privacy requests of one party: export or erase its data "
                                              "(docs/privacy.md)")

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     {"clickpipe", "schemas"},  # the ground: configuration, topics, message formats
     {"steps", "stack"},  # plain processing steps; the local Kafka + Druid stack
-    {"app", "agents", "tables", "collector", "druid"},  # the running parts of the data path
+    {"app", "agents", "tables", "collector", "druid", "replay"},  # the running parts of the data path
     {"simulate", "dashboard", "privacy"},  # what feeds the running parts, reads from them or acts on them
     {"commands"},  # the clickpipe command line and launcher
 ]
