@@ -1,0 +1,79 @@
+"""Provision Superset (metadata schema, roles, admin, Druid database, datasets, dashboard) and
+build its server's command line.
+
+Every step is idempotent: ``superset db upgrade`` and ``superset init`` only add what is
+missing, the admin is created once, and ``superset import-dashboards`` overwrites the bundle's
+objects matched by uuid (charts and datasets edited in the UI are reset to the committed
+assets; copies saved under another name are kept).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Callable
+
+from clickpipe.config import Settings
+from superset_setup import bundle
+from superset_setup.home import Credentials, Home
+from superset_setup.install import SupersetError, ensure_installed
+
+COMMAND_TIMEOUT_S = 600  # one `superset` command; the first `db upgrade` runs every migration
+
+
+def provision(settings: Settings, echo: Callable[[str], None] = print) -> Credentials:
+    """Install Superset when missing, then bring its home up to date with the settings and assets.
+
+    Returns the admin's credentials; ``created`` is true when they were generated now (the one
+    time they are printed).
+    """
+    env_dir = ensure_installed(settings, echo)
+    home = Home(settings)
+    credentials = home.prepare()
+    superset = SupersetCommand(env_dir, home)
+    echo(f"[superset] provisioning {home.path}")
+    superset("db", "upgrade")
+    superset("init")
+    superset("fab", "create-admin", "--username", credentials.username, "--password", credentials.password,
+             "--firstname", "clickpipe", "--lastname", "admin", "--email", "admin@localhost")
+    archive = home.path / "click-stream.zip"
+    archive.write_bytes(bundle.build(settings))
+    superset("import-dashboards", "--path", str(archive), "--username", credentials.username)
+    return credentials
+
+
+class SupersetCommand:
+    """Runs ``superset <args>`` of the environment in ``env_dir`` against ``home``."""
+
+    def __init__(self, env_dir: Path, home: Home):
+        self.executable = env_dir / "bin" / "superset"
+        self.home = home
+
+    def __call__(self, *args: str) -> str:
+        try:
+            result = subprocess.run([str(self.executable), *args], cwd=self.home.path, env=server_env(self.home),
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    timeout=COMMAND_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            raise SupersetError(f"`superset {args[0]}` took more than {COMMAND_TIMEOUT_S} s") from exc
+        if result.returncode != 0:
+            raise SupersetError(f"`superset {' '.join(args[:2])}` failed ({result.returncode}):\n{result.stdout[-3000:]}")
+        return result.stdout
+
+
+def server_env(home: Home) -> dict[str, str]:
+    """The environment of Superset's processes: this one's, plus its home, minus the pipeline's
+    virtualenv (Superset runs from its own)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+    env.update(home.environment())
+    return env
+
+
+def server_command(settings: Settings) -> list[str]:
+    """gunicorn serving Superset on ``superset_host:superset_port`` (one process, threads for
+    the dashboard's parallel chart requests)."""
+    env_dir = ensure_installed(settings)
+    return [str(env_dir / "bin" / "gunicorn"), "--bind", f"{settings.superset_host}:{settings.superset_port}",
+            "--workers", "1", "--worker-class", "gthread", "--threads", "8", "--timeout", "120",
+            "--limit-request-line", "0", "--limit-request-field_size", "0", "superset.app:create_app()"]
