@@ -30,7 +30,7 @@ def requirements(version: str) -> Path:
     """The pinned requirements of Superset ``version``; :class:`SupersetError` if none are committed."""
     path = HERE / f"requirements-{version}.txt"
     if not path.exists():
-        known = sorted(p.name.removeprefix("requirements-").removesuffix(".txt") for p in HERE.glob("requirements-*.txt"))
+        known = sorted(p.stem.removeprefix("requirements-") for p in HERE.glob("requirements-*.txt"))
         raise SupersetError(f"no pinned requirements for Superset {version} (CLICKPIPE_SUPERSET_VERSION); "
                             f"pinned: {', '.join(known)}")
     return path

@@ -19,6 +19,7 @@ from superset_setup import bundle
 from superset_setup.home import Credentials, Home
 from superset_setup.install import SupersetError, ensure_installed
 
+IMPORT_SCRIPT = Path(__file__).resolve().with_name("import_assets.py")
 COMMAND_TIMEOUT_S = 600  # one `superset` command; the first `db upgrade` runs every migration
 
 
@@ -39,7 +40,7 @@ def provision(settings: Settings, echo: Callable[[str], None] = print) -> Creden
              "--firstname", "clickpipe", "--lastname", "admin", "--email", "admin@localhost")
     archive = home.path / "click-stream.zip"
     archive.write_bytes(bundle.build(settings))
-    superset("import-dashboards", "--path", str(archive), "--username", credentials.username)
+    run(env_dir, home, str(env_dir / "bin" / "python"), str(IMPORT_SCRIPT), str(archive), credentials.username)
     return credentials
 
 
@@ -47,19 +48,25 @@ class SupersetCommand:
     """Runs ``superset <args>`` of the environment in ``env_dir`` against ``home``."""
 
     def __init__(self, env_dir: Path, home: Home):
-        self.executable = env_dir / "bin" / "superset"
+        self.env_dir = env_dir
         self.home = home
 
     def __call__(self, *args: str) -> str:
-        try:
-            result = subprocess.run([str(self.executable), *args], cwd=self.home.path, env=server_env(self.home),
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    timeout=COMMAND_TIMEOUT_S)
-        except subprocess.TimeoutExpired as exc:
-            raise SupersetError(f"`superset {args[0]}` took more than {COMMAND_TIMEOUT_S} s") from exc
-        if result.returncode != 0:
-            raise SupersetError(f"`superset {' '.join(args[:2])}` failed ({result.returncode}):\n{result.stdout[-3000:]}")
-        return result.stdout
+        return run(self.env_dir, self.home, str(self.env_dir / "bin" / "superset"), *args)
+
+
+def run(env_dir: Path, home: Home, *command: str) -> str:
+    """Run ``command`` (a program of the environment in ``env_dir``) against ``home``; its output,
+    or :class:`SupersetError` with the output's end."""
+    name = " ".join(Path(command[0]).name if i == 0 else Path(part).name for i, part in enumerate(command[:3]))
+    try:
+        result = subprocess.run(list(command), cwd=home.path, env=server_env(home), stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, timeout=COMMAND_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        raise SupersetError(f"`{name}` took more than {COMMAND_TIMEOUT_S} s") from exc
+    if result.returncode != 0:
+        raise SupersetError(f"`{name}` failed ({result.returncode}):\n{result.stdout[-3000:]}")
+    return result.stdout
 
 
 def server_env(home: Home) -> dict[str, str]:
