@@ -79,8 +79,10 @@ def server_env(home: Home) -> dict[str, str]:
 
 def server_command(settings: Settings) -> list[str]:
     """gunicorn serving Superset on ``superset_host:superset_port`` (one process, threads for
-    the dashboard's parallel chart requests)."""
+    the dashboard's parallel chart requests; no control socket, whose default path in the home
+    directory every gunicorn of the user would share)."""
     env_dir = ensure_installed(settings)
     return [str(env_dir / "bin" / "gunicorn"), "--bind", f"{settings.superset_host}:{settings.superset_port}",
             "--workers", "1", "--worker-class", "gthread", "--threads", "8", "--timeout", "120",
-            "--limit-request-line", "0", "--limit-request-field_size", "0", "superset.app:create_app()"]
+            "--no-control-socket", "--limit-request-line", "0", "--limit-request-field_size", "0",
+            "superset.app:create_app()"]
