@@ -172,7 +172,6 @@ def _superset(args: argparse.Namespace) -> int:
     except SupersetError as exc:
         print(f"[superset] error: {exc}", file=sys.stderr)
         return 1
-    os.chdir(settings.superset_home)
     os.execve(command[0], command, server_env(Home(settings)))
 
 

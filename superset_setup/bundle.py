@@ -4,10 +4,12 @@
 ``charts/`` and ``dashboards/`` YAML files and ``metadata.yaml``, as Superset's "Export" writes
 them. Objects are matched by their ``uuid`` on import, so importing again updates them in place.
 The few values that depend on the deployment are ``${name}`` placeholders, replaced here by JSON
-values (which YAML reads as they are):
+values (which YAML reads as they are), or, for names ending in ``_sql``, by SQL text for use inside
+a YAML block scalar:
 
 - ``${sqlalchemy_uri}``: pydruid's dialect URL of the broker (``CLICKPIPE_DRUID_BROKER_URL``);
 - ``${clicks_datasource}``, ``${sessions_datasource}``: the datasource names;
+- ``${clicks_table_sql}``: the clicks datasource as a quoted SQL identifier (virtual datasets);
 - ``${clicks_columns}``, ``${sessions_columns}``: the datasets' columns, derived from
   druid/datasources.toml so a new dimension appears in Superset without editing the assets;
 - ``${funnel_pages}``: the funnel's URL paths (``CLICKPIPE_SUPERSET_FUNNEL_PAGES``).
@@ -51,10 +53,15 @@ def columns(ds: Datasource) -> list[dict[str, Any]]:
     return entries
 
 
+def sql_identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def values(settings: Settings) -> dict[str, str]:
-    """Each placeholder's value, as JSON text."""
+    """Each placeholder's value, as text to put in the YAML."""
     declaration = load_declaration()
-    return {name: json.dumps(value) for name, value in {
+    sql = {"clicks_table_sql": sql_identifier(settings.druid_clicks_datasource)}
+    return sql | {name: json.dumps(value) for name, value in {
         "sqlalchemy_uri": sqlalchemy_uri(settings.druid_broker_url),
         "clicks_datasource": settings.druid_clicks_datasource,
         "sessions_datasource": settings.druid_sessions_datasource,

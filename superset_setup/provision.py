@@ -79,10 +79,12 @@ def server_env(home: Home) -> dict[str, str]:
 
 def server_command(settings: Settings) -> list[str]:
     """gunicorn serving Superset on ``superset_host:superset_port`` (one process, threads for
-    the dashboard's parallel chart requests; no control socket, whose default path in the home
-    directory every gunicorn of the user would share)."""
+    the dashboard's parallel chart requests; working directory Superset's home, which also puts
+    the home in the command line, so the process is found by its state directory; no control
+    socket, whose default path in the user's home directory every gunicorn would share)."""
     env_dir = ensure_installed(settings)
     return [str(env_dir / "bin" / "gunicorn"), "--bind", f"{settings.superset_host}:{settings.superset_port}",
             "--workers", "1", "--worker-class", "gthread", "--threads", "8", "--timeout", "120",
-            "--no-control-socket", "--limit-request-line", "0", "--limit-request-field_size", "0",
+            "--chdir", str(settings.superset_home), "--no-control-socket",
+            "--limit-request-line", "0", "--limit-request-field_size", "0",
             "superset.app:create_app()"]
