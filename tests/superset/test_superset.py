@@ -53,8 +53,11 @@ def _visits() -> list[tuple[str, str, list[str], str | None]]:
 
 
 def _send(collector_url: str, visits) -> None:
+    """One request per visitor; humans send no party id, so the collector issues one (a new
+    visitor: the retention cohort of this week), scripted clients name theirs."""
     for party, ua, pages, referrer in visits:
-        events = [{"party_id": party, "event_id": f"{party}-e{i}", "event_type": "pageView",
+        events = [{**({} if ua != BOT_UA else {"party_id": party}), "event_id": f"{party}-e{i}",
+                   "event_type": "pageView",
                    "location": f"https://shop.example.com{page}" + ("?utm_source=newsletter&utm_medium=email"
                                                                     "&utm_campaign=winter" if i == 0 and
                                                                     party.endswith("4") else ""),
@@ -196,6 +199,9 @@ def test_provisioned_dashboard_renders_every_chart_with_the_reports_figures(stac
                 assert credentials["password"] in (tmp_path / "superset.log").read_text()  # printed once
                 charts = _open_dashboard(superset.url, credentials)
                 _compare_with_reports(charts, queries.Reports(cfg))
+                humans = sum(1 for _, ua, _, _ in visits if ua != BOT_UA)
+                [retention] = [c for c in charts if c["title"].startswith("Retention")]
+                assert [row[1:] for row in retention["rows"]] == [["0", str(humans), str(humans), "100.0%"]]
                 print(f"\n[superset] install {cache_warm:.0f} s (0 when cached), server ready {ready_s:.0f} s after "
                       f"start, RSS {superset.rss_mb():.0f} MB, test {time.monotonic() - started:.0f} s")
             finally:
