@@ -168,6 +168,8 @@ def _superset(args: argparse.Namespace) -> int:
                   f"/superset/dashboard/click-stream/")
         if args.action == "provision":
             return 0
+        if not Home(settings).config.exists():
+            raise SupersetError(f"nothing provisioned in {settings.superset_home}; run `clickpipe superset provision`")
         command = server_command(settings)
     except SupersetError as exc:
         print(f"[superset] error: {exc}", file=sys.stderr)

@@ -79,7 +79,7 @@ def files(settings: Settings) -> dict[str, str]:
 
 
 def build(settings: Settings) -> bytes:
-    """The zip Superset's ``import-dashboards`` takes."""
+    """The zip Superset's assets import takes (metadata type ``assets``)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as bundle:
         for name, text in files(settings).items():

@@ -2,9 +2,9 @@
 build its server's command line.
 
 Every step is idempotent: ``superset db upgrade`` and ``superset init`` only add what is
-missing, the admin is created once, and ``superset import-dashboards`` overwrites the bundle's
-objects matched by uuid (charts and datasets edited in the UI are reset to the committed
-assets; copies saved under another name are kept).
+missing, the admin is created once, and the assets import overwrites the bundle's objects,
+matched by uuid (charts and datasets edited in the UI are reset to the committed assets; copies
+saved under another name are kept).
 """
 
 from __future__ import annotations

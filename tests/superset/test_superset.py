@@ -202,10 +202,27 @@ def test_provisioned_dashboard_renders_every_chart_with_the_reports_figures(stac
                 humans = sum(1 for _, ua, _, _ in visits if ua != BOT_UA)
                 [retention] = [c for c in charts if c["title"].startswith("Retention")]
                 assert [row[1:] for row in retention["rows"]] == [["0", str(humans), str(humans), "100.0%"]]
+                _provision_again(superset_env, superset.url, credentials)
                 print(f"\n[superset] install {cache_warm:.0f} s (0 when cached), server ready {ready_s:.0f} s after "
                       f"start, RSS {superset.rss_mb():.0f} MB, test {time.monotonic() - started:.0f} s")
             finally:
                 superset.stop()
+
+
+def _provision_again(env: dict[str, str], url: str, credentials: dict) -> None:
+    """A second `clickpipe superset provision` on the same home succeeds, keeps the credentials
+    (and does not print the password again) and duplicates nothing."""
+    proc_env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")}, **env}
+    again = subprocess.run([sys.executable, "-m", "commands.cli", "superset", "provision"], cwd=ROOT, env=proc_env,
+                           capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert credentials["password"] not in again.stdout + again.stderr
+    token = requests.post(f"{url}/api/v1/security/login", json={**credentials, "provider": "db"},
+                          timeout=30).json()["access_token"]
+    counts = {kind: requests.get(f"{url}/api/v1/{kind}/", headers={"Authorization": f"Bearer {token}"},
+                                 timeout=30).json()["count"] for kind in ("database", "dataset", "chart", "dashboard")}
+    assert counts == {"database": 1, "dataset": len(list((ASSETS / "datasets").glob("*.yaml"))), "chart": CHARTS,
+                      "dashboard": 1}
 
 
 def _check_home(cfg: Settings) -> None:
