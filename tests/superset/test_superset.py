@@ -9,6 +9,7 @@ version); later runs reuse it.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import stat
@@ -38,6 +39,7 @@ MOBILE_UA = ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit
              "Version/17.0 Mobile/15E148 Safari/604.1")
 BOT_UA = "curl/8.4.0"
 CHARTS = len(list((ASSETS / "charts").glob("*.yaml")))
+ARTIFACTS = ROOT / "test-artifacts"
 SERVER_START_S = 900  # a cold cache installs Superset first (measured: docs/superset.md)
 
 
@@ -244,6 +246,9 @@ def _open_dashboard(url: str, credentials: dict) -> list[dict]:
         assert len(charts) == CHARTS, titles
         assert [(c["title"], c["error"]) for c in charts if c["error"]] == []
         assert [c["title"] for c in charts if not c["rendered"]] == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = browser.call("Page.captureScreenshot", format="png")
+        (ARTIFACTS / "superset-dashboard.png").write_bytes(base64.b64decode(shot["data"]))
         return charts
     finally:
         browser.close()
@@ -257,6 +262,7 @@ def _compare_with_reports(charts: list[dict], reports: queries.Reports) -> None:
     assert _figure(charts, "Sessions") == f"{sessions['sessions']:,d}"
     assert _figure(charts, "Page views") == f"{page_views:,d}"
     assert _figure(charts, "Bounce rate") == f"{sessions['bounce_rate']:.2%}"
+    assert _figure(charts, "Median session duration (s)") == f"{sessions['median_duration_s']:,.1f}"
     assert _figure(charts, "Bot share of events") == f"{bots['bot_share']:.2%}"
     [top_pages] = [c for c in charts if c["title"].strip() == "Top pages"]
     first = top_pages["rows"][0]
