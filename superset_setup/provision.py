@@ -2,9 +2,10 @@
 build its server's command line.
 
 Every step is idempotent: ``superset db upgrade`` and ``superset init`` only add what is
-missing, the admin is created once, and the assets import overwrites the bundle's objects,
-matched by uuid (charts and datasets edited in the UI are reset to the committed assets; copies
-saved under another name are kept).
+missing (and run once per Superset environment: a marker in the home records it), the admin is
+created once, and the assets import overwrites the bundle's objects, matched by uuid (charts and
+datasets edited in the UI are reset to the committed assets; copies saved under another name are
+kept).
 """
 
 from __future__ import annotations
@@ -32,12 +33,18 @@ def provision(settings: Settings, echo: Callable[[str], None] = print) -> Creden
     env_dir = ensure_installed(settings, echo)
     home = Home(settings)
     credentials = home.prepare()
-    superset = SupersetCommand(env_dir, home)
     echo(f"[superset] provisioning {home.path}")
-    superset("db", "upgrade")
-    superset("init")
-    superset("fab", "create-admin", "--username", credentials.username, "--password", credentials.password,
-             "--firstname", "clickpipe", "--lastname", "admin", "--email", "admin@localhost")
+    # Schema, roles and admin change only with the environment: done once per environment.
+    prepared = home.path / f".prepared-{env_dir.name}"
+    if not prepared.exists():
+        superset = SupersetCommand(env_dir, home)
+        superset("db", "upgrade")
+        superset("init")
+        superset("fab", "create-admin", "--username", credentials.username, "--password", credentials.password,
+                 "--firstname", "clickpipe", "--lastname", "admin", "--email", "admin@localhost")
+        for old in home.path.glob(".prepared-*"):
+            old.unlink()
+        prepared.touch()
     archive = home.path / "click-stream.zip"
     archive.write_bytes(bundle.build(settings))
     run(env_dir, home, str(env_dir / "bin" / "python"), str(IMPORT_SCRIPT), str(archive), credentials.username)
