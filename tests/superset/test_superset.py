@@ -247,7 +247,10 @@ def _open_dashboard(url: str, credentials: dict) -> list[dict]:
         assert [(c["title"], c["error"]) for c in charts if c["error"]] == []
         assert [c["title"] for c in charts if not c["rendered"]] == []
         ARTIFACTS.mkdir(exist_ok=True)
-        shot = browser.call("Page.captureScreenshot", format="png")
+        bottom = browser.evaluate("Math.max(...Array.from(document.querySelectorAll("
+                                  "'.dashboard-component-chart-holder')).map(h => h.getBoundingClientRect().bottom))")
+        shot = browser.call("Page.captureScreenshot", format="png",
+                            clip={"x": 0, "y": 0, "width": 1600, "height": bottom + 24, "scale": 1})
         (ARTIFACTS / "superset-dashboard.png").write_bytes(base64.b64decode(shot["data"]))
         return charts
     finally:
