@@ -61,7 +61,7 @@ def test_up_runs_everything_and_ctrl_c_stops_only_what_it_started(stack, tmp_pat
         up = subprocess.Popen([sys.executable, "-m", "commands.cli", "up", "--rate", "30", "--superset"], env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_for_line(out, "clickpipe is running", up, timeout=700)
+        _wait_for_line(out, "clickpipe is running", up, timeout=900)  # a cold cache installs Superset
         for url in (f"http://127.0.0.1:{PRIVATE['COLLECTOR_PORT']}/readyz",
                     f"http://127.0.0.1:{PRIVATE['SUPERSET_PORT']}/health",
                     f"http://127.0.0.1:{PRIVATE['DASHBOARD_PORT']}/healthz",
