@@ -11,33 +11,43 @@ side is :mod:`agents.sweeps`. This module receives, writes the tables, sends and
    letter per bad event go to the source message's partition number, in the same transaction
    as the table writes and the offset (:mod:`app.outbox`).
 
-A control (sweep) message expires the state of the parties or IPs it lists. Nothing a message
-contains can stop the agent: every failure becomes a dead letter with a reason.
+A control (sweep) message expires the state of the parties or IPs it lists; an erase message
+(``clickpipe privacy erase``) deletes a party's state and adds it to the worker's erased list,
+which is also read whole from its topic whenever partitions are assigned (:mod:`clickpipe.erased`).
+Nothing a message contains can stop the agent: every failure becomes a dead letter with a reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from typing import cast
 
 import faust
 
 import schemas
 from agents.messages import (
+    ERASE_PARTY,
     SWEEP_PARTY,
     DeadLetter,
     EventProcessor,
     Headers,
     Outcome,
     control_kind,
+    parse_erasure,
     parse_sweep,
     read_events,
 )
 from agents.sweeps import Sweeper
 from app.metrics import Metrics
 from app.outbox import output_topic
+from clickpipe import erased
+from clickpipe.party import digest, party_key
 from steps import Drop, Pipeline
 from tables import Tables
+
+log = logging.getLogger(__name__)
 
 # Outputs wait in memory until the commit that covers their message publishes them; past this
 # many events since the agent last committed, it commits before reading on (backpressure).
@@ -52,7 +62,10 @@ class Enricher:
         self.tables = tables
         self.metrics = metrics
         self.pipeline = pipeline
-        self.processor = EventProcessor(pipeline, settings.keep_duplicates)
+        self.erased: dict[str, int] = {}  # party digest -> erasure time (clickpipe.erased)
+        self.processor = EventProcessor(pipeline, settings.keep_duplicates,
+                                        party_key=functools.partial(party_key, salt=settings.privacy_party_salt),
+                                        erased=self.erased)
         self.sweeper = Sweeper(app, settings, tables, metrics, pipeline)
         on_error = lambda topic, exc: metrics.send_errors.labels(topic).inc()  # noqa: E731
         self.out = {name: output_topic(app, name, settings.topic_raw, settings.partitions, on_error)
@@ -70,7 +83,17 @@ class Enricher:
         msg = event.message
         headers = cast(Headers, list(msg.headers or ()))  # Kafka gives (str, bytes) pairs; Faust types them loosely
         kind = control_kind(headers)
-        if kind is not None:
+        if kind == ERASE_PARTY:
+            try:
+                erasure = parse_erasure(msg.value)
+            except Drop as drop:
+                outcome = Outcome()
+                outcome.set_aside(DeadLetter(msg.key, msg.value, headers, drop.reason, drop.detail))
+            else:
+                self.remember_erased({digest(erasure.party_id): erasure.erased_at})
+                outcome = self.processor.erase(erasure)
+            count = 1
+        elif kind is not None:
             try:
                 sweep = parse_sweep(msg.key, msg.value)
             except Drop as drop:
@@ -143,6 +166,20 @@ class Enricher:
         # attached to the current message's offset: published by the commit that covers it
         await self.out[topic].send(key=key, value=value, partition=partition, headers=list(headers))
 
+    def remember_erased(self, entries: dict[str, int]) -> None:
+        """Add erased-list entries; a party erased twice keeps the later time."""
+        for key, at in entries.items():
+            if at > self.erased.get(key, -1):
+                self.erased[key] = at
+
+    async def reload_erased(self) -> None:
+        """Read the erased list topic whole (in a thread), before the stream resumes after a rebalance."""
+        s = self.settings
+        loaded = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(erased.load, s.kafka_bootstrap, s.topic_erased))
+        self.remember_erased(loaded)
+        log.info("erased list loaded", extra={"parties": len(self.erased)})
+
     def _observe(self, step: str, seconds: float) -> None:
         self.metrics.step_seconds.labels(step).observe(seconds)
 
@@ -174,10 +211,17 @@ def register(app: faust.App, settings, tables: Tables, metrics: Metrics) -> Enri
     async def lag():
         sweeper.update_lag()
 
+    @app.on_worker_init.connect  # type: ignore[arg-type]  # mode's signal handler type rejects any plain handler
+    def declare_erased_list(sender, **kwargs):
+        erased.ensure_topic(settings.kafka_bootstrap, settings.topic_erased, settings.partitions)
+
     rebuilding: list[asyncio.Task] = []
 
     @tables.parties.on_recover
     async def reindex():
+        # Awaited: recovery resumes the stream only after this, so no event of a party erased
+        # while another worker held its partition gets through.
+        await enricher.reload_erased()
         # In the background: the agent resumes at once, and the index catches up with the table.
         for task in rebuilding:
             task.cancel()

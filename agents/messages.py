@@ -7,7 +7,9 @@ metrics. Tables are passed in as mappings, so every decision here is testable wi
 Per message of events (:func:`process_events`): each event is decoded alone; each party's
 state is read once (on its first event) and kept for the message's later events; IP state is
 read and written through :class:`CachedIps`. An event that a step drops, or that fails, becomes
-a dead letter with its own bytes; the rest of the message goes on.
+a dead letter with its own bytes; the rest of the message goes on. An event of an erased party
+(:mod:`clickpipe.erased`) is dropped and counted, never set aside: a dead letter would keep it.
+Every row written carries ``party`` (:func:`clickpipe.party.party_key`), Druid's party dimension.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from typing import Any, Callable, Iterable, Mapping, MutableMapping, cast
 import orjson
 
 import schemas
+from clickpipe.erased import erased_event
+from clickpipe.party import digest
 from steps import Context, Drop, Pipeline
 from steps.decode import decode
 
@@ -28,6 +32,7 @@ log = logging.getLogger(__name__)
 CONTROL_HEADER = "clickpipe-control"
 SWEEP_PARTY = b"sweep-party"
 SWEEP_IP = b"sweep-ip"
+ERASE_PARTY = b"erase-party"
 DETAIL_LIMIT = 1000  # characters of a dead letter's detail header
 
 Headers = list[tuple[str, bytes]]
@@ -72,8 +77,10 @@ class Outcome:
         self.dropped[letter.reason] += 1
         self.dead.append(letter)
 
-    def close_sessions(self, session_schema: schemas.Schema, sessions: Iterable[dict[str, Any]]) -> None:
+    def close_sessions(self, session_schema: schemas.Schema, sessions: Iterable[dict[str, Any]],
+                       party_key: Callable[[str], str]) -> None:
         for s in sessions:
+            s["party"] = party_key(s["party_id"])
             self.sessions.append(schemas.encode_rows(session_schema, [s]))
             self.sessions_closed[s["close_reason"]] += 1
 
@@ -137,10 +144,15 @@ class CachedIps(MutableMapping):
 class EventProcessor:
     """Runs the pipeline over the events of one message (:meth:`process`)."""
 
-    def __init__(self, pipeline: Pipeline, keep_duplicates: bool, timing_sample: int = 128):
+    def __init__(self, pipeline: Pipeline, keep_duplicates: bool, timing_sample: int = 128,
+                 party_key: Callable[[str], str] = str, erased: Mapping[str, int] | None = None):
+        """``party_key`` gives a row's ``party`` from its party id; ``erased`` is the erased list
+        (party digest -> erasure time), read on every event, so updating it takes effect at once."""
         self.pipeline = pipeline
         self.keep_duplicates = keep_duplicates
         self.timing_sample = timing_sample  # time the steps of one event in this many
+        self.party_key = party_key
+        self.erased: Mapping[str, int] = erased if erased is not None else {}
         self.enriched = schemas.current("EnrichedClick")
         self.session = schemas.current("Session")
         self._count = 0
@@ -156,18 +168,27 @@ class EventProcessor:
         """
         out = Outcome()
         states: dict[str, dict[str, Any]] = {}
+        digests: dict[str, str] = {}
         cached = CachedIps(ips)
         for value, headers in events:
             party_id = None
             try:
                 record = decode(value, headers)
                 party_id = record["party_id"]
+                if self.erased:
+                    party_digest = digests.get(party_id) or digests.setdefault(party_id, digest(party_id))
+                    if erased_event(self.erased, party_digest, record["server_time"]):
+                        out.dropped["erased"] += 1
+                        continue
                 state = states.get(party_id)
                 if state is None:
                     state = states[party_id] = parties.get(party_id) or {}
                 ctx = Context(party=state, ips=cached)
                 self._count += 1
                 record = self.pipeline.process(record, ctx, timings if self._count % self.timing_sample == 0 else None)
+                record["party"] = self.party_key(party_id)
+                for s in ctx.sessions:
+                    s["party"] = record["party"]
                 # encode first: a record that does not fit its schema leaves its dead letter, not half its outputs
                 row = schemas.encode_rows(self.enriched, [record])
                 closed = [schemas.encode_rows(self.session, [s]) for s in ctx.sessions]
@@ -204,8 +225,14 @@ class EventProcessor:
                 continue
             ctx = Context(party=state, ips=ips)
             empty = self.pipeline.sweep(ctx, now)
-            out.close_sessions(self.session, ctx.sessions)
+            out.close_sessions(self.session, ctx.sessions, self.party_key)
             out.parties[key] = None if empty else state
+        return out
+
+    def erase(self, erasure: Erasure) -> Outcome:
+        """Forget the party's state at once, open session included (never emitted): a changelog tombstone."""
+        out = Outcome()
+        out.parties[erasure.party_id] = None
         return out
 
     def sweep_ips(self, keys: Iterable[str], now: int, ips: Mapping[str, Any]) -> Outcome:
@@ -244,6 +271,29 @@ def parse_sweep(key: bytes | None, value: bytes | None) -> Sweep:
         keys = [str(k) for k in body["keys"]] if "keys" in body else [cast(bytes, key).decode()]
         return Sweep(int(body["now"]), keys, None if body.get("id") is None else str(body["id"]))
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise Drop("bad-control", repr(exc)) from None
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """An erase message (``clickpipe privacy erase``): forget ``party_id``, erased at ``erased_at`` (epoch ms)."""
+
+    party_id: str
+    erased_at: int
+
+    def encode(self) -> bytes:
+        return orjson.dumps({"party_id": self.party_id, "erased_at": self.erased_at})
+
+
+def parse_erasure(value: bytes | None) -> Erasure:
+    """The erasure in a control message; :class:`steps.Drop` (``bad-control``) for anything else."""
+    try:
+        body = orjson.loads(cast(bytes, value))
+        party_id, erased_at = body["party_id"], body["erased_at"]
+        if not isinstance(party_id, str) or not party_id or not isinstance(erased_at, int):
+            raise TypeError("party_id must be a non-empty string and erased_at an integer")
+        return Erasure(party_id, erased_at)
+    except (ValueError, KeyError, TypeError) as exc:
         raise Drop("bad-control", repr(exc)) from None
 
 

@@ -133,6 +133,9 @@ class Settings:
     topic_dead_letters: str = _setting(
         "CLICKPIPE_TOPIC_DEAD_LETTERS", "clicks.dead-letters",
         "records the pipeline does not use, with the reason and the original bytes and headers")
+    topic_erased: str = _setting(
+        "CLICKPIPE_TOPIC_ERASED", "clicks.erased",
+        "compacted list of erased parties (by digest, never the id) that the worker drops raw events of")
     partitions: int = _setting(
         "CLICKPIPE_PARTITIONS", "4",
         "partitions of every pipeline topic; bounds the number of workers that share the work", minimum=1)
@@ -370,6 +373,18 @@ class Settings:
     rocksdb_max_open_files: int = _setting(
         "CLICKPIPE_ROCKSDB_MAX_OPEN_FILES", "256", "open files per table partition database (-1: no limit)",
         unit="files", minimum=-1)
+
+    privacy_party_salt: str = _setting(
+        "CLICKPIPE_PRIVACY_PARTY_SALT", "",
+        "pseudonymity: non-empty, Druid's party dimension is an HMAC-SHA256 of the party id with this secret "
+        "(empty: the party id itself); changing it splits every party in two", section="Privacy requests")
+    privacy_log: Path = _setting(
+        "CLICKPIPE_PRIVACY_LOG", "$CLICKPIPE_STATE_DIR/privacy-requests.jsonl",
+        "log of the privacy requests carried out (time, kind, party digest, counts; never the data), 0600")
+    privacy_timeout_seconds: int = _setting(
+        "CLICKPIPE_PRIVACY_TIMEOUT", "900",
+        "longest `clickpipe privacy erase` waits for each stage (the worker, Druid's hand-off, each reindex task)",
+        unit="seconds", minimum=1)
 
     @property
     def collector_url(self) -> str:

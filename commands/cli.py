@@ -112,6 +112,42 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _privacy(args: argparse.Namespace) -> int:
+    from clickpipe.config import settings
+    from druid.client import DruidError
+    from privacy import requests
+    from steps.decode import MAX_ID_LENGTH
+
+    if not 0 < len(args.party) <= MAX_ID_LENGTH:
+        print(f"[privacy] a party id has 1 to {MAX_ID_LENGTH} characters", file=sys.stderr)
+        return 2
+    try:
+        if args.action == "export":
+            if args.out is None:
+                counts = requests.export(settings, args.party, sys.stdout)
+            else:
+                fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
+                with os.fdopen(fd, "w") as out:
+                    counts = requests.export(settings, args.party, out)
+            print(f"[privacy] exported {render_counts(counts)}", file=sys.stderr)
+        else:
+            done = requests.erase(settings, args.party, force=args.force,
+                                  echo=lambda line: print(f"[privacy] {line}", file=sys.stderr))
+            erased = {name: d["rows"] for name, d in done["druid"].items()}
+            print(f"[privacy] erased {render_counts(erased)} in {done['seconds']} s", file=sys.stderr)
+    except requests.UnknownParty as exc:
+        print(f"[privacy] {exc}", file=sys.stderr)
+        return 3
+    except (requests.RequestError, DruidError) as exc:
+        print(f"[privacy] error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def render_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} rows of {name}" for name, n in counts.items())
+
+
 def _up(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from commands.launcher import Launcher
@@ -254,6 +290,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--by", choices=("page", "event"), help="funnel steps are pages or event types (page)")
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
     report.set_defaults(func=_report)
+
+    privacy = sub.add_parser("privacy", help="privacy requests of one party: export or erase its data "
+                                             "(docs/privacy.md)")
+    privacy_sub = privacy.add_subparsers(dest="action", required=True)
+    export = privacy_sub.add_parser("export", help="write every row Druid holds for the party as JSON lines "
+                                                   "(exit 3: unknown party)")
+    export.add_argument("party", help="the party id (the visitor's _cpp cookie)")
+    export.add_argument("--out", help="file to write (created 0600; default: standard output)")
+    erase = privacy_sub.add_parser("erase", help="remove the party from Druid, the worker's state and future "
+                                                 "processing of its raw events (exit 3: unknown party)")
+    erase.add_argument("party", help="the party id (the visitor's _cpp cookie)")
+    erase.add_argument("--force", action="store_true",
+                       help="erase even if Druid has no row of the party (its events may still be in the pipeline)")
+    privacy.set_defaults(func=_privacy)
 
     from clickpipe.config import settings
     from simulate.commands import add_parsers as add_simulation_parsers

@@ -92,6 +92,23 @@ class DruidClient:
             self._call("POST", f"/druid/indexer/v1/task/{task_id}/shutdown")
         return tasks
 
+    def submit_task(self, spec: dict[str, Any]) -> str:
+        """Submit an ingestion task (a native batch spec, say); returns its id."""
+        return self._call("POST", "/druid/indexer/v1/task", json=spec)["task"]
+
+    def task_status(self, task_id: str) -> dict[str, Any]:
+        """The task's ``status`` object: ``statusCode`` (RUNNING, SUCCESS, FAILED), ``errorMsg``, ..."""
+        return self._call("GET", f"/druid/indexer/v1/task/{task_id}/status")["status"]
+
+    def tasks(self, datasource: str, state: str) -> list[dict[str, Any]]:
+        """The datasource's tasks in ``state`` (waiting, pending, running or complete)."""
+        return self._call("GET", "/druid/indexer/v1/tasks", params={"datasource": datasource, "state": state})
+
+    def mark_unused(self, datasource: str, segment_ids: list[str]) -> None:
+        """Mark the given segments unused: no longer served, and deletable by a ``kill`` task."""
+        self._call("POST", f"/druid/coordinator/v1/datasources/{datasource}/markUnused",
+                   json={"segmentIds": segment_ids})
+
     def drop_datasource(self, datasource: str) -> None:
         """Mark all of a datasource's segments unused (its rows disappear from queries)."""
         self._call("DELETE", f"/druid/coordinator/v1/datasources/{datasource}")

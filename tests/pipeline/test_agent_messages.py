@@ -10,12 +10,15 @@ from agents.messages import (
     CONTROL_HEADER,
     SWEEP_PARTY,
     CachedIps,
+    Erasure,
     EventProcessor,
     control_kind,
+    parse_erasure,
     parse_sweep,
     read_events,
     sweep_clock,
 )
+from clickpipe.party import digest, party_key
 from steps import Drop, Pipeline
 
 RAW = schemas.current("RawClick")
@@ -126,3 +129,39 @@ def test_cached_ips_reads_once_and_keeps_writes_until_asked():
     ips["5.6.7.8"] = [1, 1]
     assert table.gets == ["1.2.3.4", "5.6.7.8"] and "5.6.7.8" not in table
     assert ips.written() == {"5.6.7.8": [1, 1]} and len(ips) == 2
+
+
+def test_rows_carry_the_party_as_druid_stores_it(make_settings, raw_click):
+    salted = EventProcessor(Pipeline(make_settings(SESSION_GAP_SECONDS=1)), keep_duplicates=False,
+                            party_key=lambda party_id: f"key-of-{party_id}")
+    first = raw_click(party_id="a", event_id="1", server_time=1_000)
+    out = salted.process(events(first, raw_click(party_id="a", event_id="2", server_time=10_000)), {}, {})
+    assert [orjson.loads(r)["party"] for r in out.enriched] == ["key-of-a", "key-of-a"]
+    [closed] = [orjson.loads(s) for s in out.sessions]  # the gap closed the first session
+    assert (closed["party_id"], closed["party"]) == ("a", "key-of-a")
+    assert party_key("a", "") == "a" and party_key("a", "salt") == party_key("a", "salt") != party_key("a", "other")
+    assert len(party_key("a", "salt")) == 64
+
+
+def test_events_of_an_erased_party_up_to_its_erasure_are_dropped_without_a_trace(make_settings, raw_click):
+    erased: dict[str, int] = {}
+    processor = EventProcessor(Pipeline(make_settings()), keep_duplicates=False, erased=erased)
+    batch = events(raw_click(party_id="gone", event_id="1", server_time=1_000),
+                   raw_click(party_id="kept", event_id="1", server_time=1_000),
+                   raw_click(party_id="gone", event_id="2", server_time=3_000))
+    erased[digest("gone")] = 2_000  # the list is read on every event: an update takes effect at once
+    out = processor.process(batch, {}, {})
+    assert [(r["party_id"], r["event_id"]) for r in map(orjson.loads, out.enriched)] == [("kept", "1"), ("gone", "2")]
+    assert out.dropped == {"erased": 1} and out.dead == []  # a dead letter would keep the event
+    assert "gone" in out.parties  # the later event is a new visit: state again
+
+
+def test_an_erase_message_deletes_the_party_state(processor):
+    erasure = Erasure("p-1", 5_000)
+    assert parse_erasure(erasure.encode()) == erasure
+    out = processor.erase(erasure)
+    assert out.parties == {"p-1": None} and out.enriched == out.sessions == []
+    for bad in (None, b"{}", b'{"party_id": "", "erased_at": 1}', b'{"party_id": "p", "erased_at": "x"}'):
+        with pytest.raises(Drop) as info:
+            parse_erasure(bad)
+        assert info.value.reason == "bad-control"

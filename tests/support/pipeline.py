@@ -60,7 +60,7 @@ class Run:
 
     @property
     def topics(self) -> dict[str, str]:
-        return {kind: f"test.{self.tag}.{kind}" for kind in ("raw", "enriched", "sessions", "dead-letters")}
+        return {kind: f"test.{self.tag}.{kind}" for kind in ("raw", "enriched", "sessions", "dead-letters", "erased")}
 
     def create_topics(self) -> None:
         ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions)
@@ -77,6 +77,7 @@ class Run:
             "CLICKPIPE_TOPIC_ENRICHED": t["enriched"],
             "CLICKPIPE_TOPIC_SESSIONS": t["sessions"],
             "CLICKPIPE_TOPIC_DEAD_LETTERS": t["dead-letters"],
+            "CLICKPIPE_TOPIC_ERASED": t["erased"],
             "CLICKPIPE_PARTITIONS": str(self.partitions),
             "CLICKPIPE_PIPELINE_APP_ID": f"pipeline-{self.tag}",
             "CLICKPIPE_PIPELINE_DATADIR": str(self.workdir / datadir),
@@ -197,11 +198,11 @@ class Run:
     def consume(self, kind: str, expected: int, timeout: float, settle: float = 3.0) -> list:
         """Read ``kind``'s topic (read_committed) from the start until its messages hold ``expected``
         records and nothing more arrived for ``settle`` seconds, or until ``timeout``. Returns the
-        messages (:func:`decode_all` gives their records)."""
+        messages (:func:`decode_all` gives their records). ``kind`` may also be a topic's full name."""
         consumer = Consumer({"bootstrap.servers": self.bootstrap, "group.id": f"reader-{uuid.uuid4().hex}",
                              "auto.offset.reset": "earliest", "enable.auto.commit": False,
                              "isolation.level": "read_committed"})
-        topic = self.topics[kind]
+        topic = self.topics.get(kind, kind)
         consumer.assign([TopicPartition(topic, p, 0) for p in range(self.partitions)])
         out: list = []
         records = 0
