@@ -5,8 +5,9 @@ session), produces them as JSON rows to private topics, ingests them through the
 (`druid.supervisors.apply`) into private datasources, then times each report of
 `druid.queries.REPORTS` several times over a 24-hour window. It measures twice: while the
 rows are served by the real-time ingestion task, and after suspending the supervisors, which
-makes the tasks publish and hand their segments off to the historical. Everything it
-created is removed at the end.
+makes the tasks publish and hand their segments off to the historical; then once more on the
+historical under a segment (sessions from Google: a session-start filter, the costliest
+kind). Everything it created is removed at the end.
 
     .venv/bin/python -m bench.druid_queries [--events 1000000] [--repeat 5] [--seed 7]
 
@@ -89,9 +90,14 @@ class Synthetic:
                                          is_bot=is_bot, device_class=device, geo_country=country))
 
 
-def _time_reports(reports: queries.Reports, repeat: int) -> dict[str, list[float] | str]:
+SEGMENT = {"referrer_source": "Google"}
+
+
+def _time_reports(reports: queries.Reports, repeat: int,
+                  filters: dict[str, str] | None = None) -> dict[str, list[float] | str]:
     """Milliseconds of each run of each report, or the error of a report Druid refused."""
-    options = {"since": "24h", "steps": FUNNEL, "limit": 10}
+    options = {"since": "24h", "steps": FUNNEL, "limit": 10, "page": "/products", "goal_page": "/checkout",
+               "weeks": 2, "filters": filters}
     timings: dict[str, list[float] | str] = {}
     for name in queries.REPORTS:
         runs = []
@@ -163,6 +169,7 @@ def main() -> None:
             wait_for(functools.partial(_columns, client, ds), lambda columns: "visitors" in columns,
                      timeout=300, interval=5)
         phases[f"historical ({handed_off})"] = _time_reports(reports, args.repeat)
+        phases["historical, sessions from Google"] = _time_reports(reports, args.repeat, SEGMENT)
 
     print(f"\n{args.events:,} clicks, {len(synthetic.sessions):,} sessions; window 24h; "
           f"{args.repeat} runs per report; milliseconds (median / slowest)\n")

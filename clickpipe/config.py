@@ -199,9 +199,18 @@ class Settings:
     collector_port: int = _setting("CLICKPIPE_COLLECTOR_PORT", "8090", "bind port", minimum=1)
     collector_workers: int = _setting(
         "CLICKPIPE_COLLECTOR_WORKERS", "2", "gunicorn worker processes", unit="processes", minimum=1)
-    collector_threads: int = _setting(
-        "CLICKPIPE_COLLECTOR_THREADS", "4", "request threads per worker (gthread worker class)",
-        unit="threads", minimum=1)
+    collector_max_connections: int = _setting(
+        "CLICKPIPE_COLLECTOR_MAX_CONNECTIONS", "4096",
+        "open connections (or requests in progress) per worker beyond which requests are answered 503",
+        unit="connections", minimum=16)
+    collector_header_timeout_ms: int = _setting(
+        "CLICKPIPE_COLLECTOR_HEADER_TIMEOUT_MS", "10000",
+        "longest a connection may take to send a request's line and headers before it is closed",
+        unit="ms", minimum=100)
+    collector_body_timeout_ms: int = _setting(
+        "CLICKPIPE_COLLECTOR_BODY_TIMEOUT_MS", "10000",
+        "longest a `POST /events` body may take to arrive; slower bodies are answered 408",
+        unit="ms", minimum=100)
     collector_public_url: str = _setting(
         "CLICKPIPE_COLLECTOR_PUBLIC_URL", "",
         "base URL the tag sends to (empty: the origin the tag was loaded from); a trailing / is removed",

@@ -1,12 +1,16 @@
-"""WSGI wiring: routes, CORS and the per-worker sink.
+"""ASGI wiring: routes, CORS and the per-worker sink.
 
 Start with ``gunicorn -c collector/gunicorn.conf.py`` (the config names the app factory
-``collector.app:wsgi()``; each worker builds its own producer after the fork).
+``collector.app:asgi()`` and the ASGI worker class, :class:`collector.server.Worker`; each
+worker builds its own producer after the fork).
 """
 
 from __future__ import annotations
 
 import falcon
+import falcon.asgi
+import falcon.media
+import orjson
 
 from clickpipe.config import Settings, settings
 from collector import tag
@@ -26,7 +30,7 @@ from collector.sink import Sink
 _sink: Sink | None = None
 
 
-def create_app(config: Settings, sink: Sink) -> falcon.App:
+def create_app(config: Settings, sink: Sink) -> falcon.asgi.App:
     """The Falcon app for ``config`` producing through ``sink``."""
     middleware: list[falcon.CORSMiddleware] = []
     if config.collector_cors_origins:
@@ -36,7 +40,8 @@ def create_app(config: Settings, sink: Sink) -> falcon.App:
         middleware.append(
             falcon.CORSMiddleware(allow_origins=origins, allow_credentials=origins, expose_headers=["Retry-After"])
         )
-    app = falcon.App(middleware=middleware)
+    app = falcon.asgi.App(middleware=middleware)
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(dumps=orjson.dumps)
     intake = Intake(config, sink)
     app.add_route("/tag.js", TagResource(tag.build(config)))
     app.add_route("/p.gif", PixelResource(intake))
@@ -49,7 +54,7 @@ def create_app(config: Settings, sink: Sink) -> falcon.App:
     return app
 
 
-def wsgi() -> falcon.App:
+def asgi() -> falcon.asgi.App:
     """Gunicorn's app factory: one sink (Kafka producer) per worker process."""
     global _sink
     _sink = Sink(settings)

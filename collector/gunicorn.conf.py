@@ -1,13 +1,12 @@
 """Gunicorn settings for the collector: ``gunicorn -c collector/gunicorn.conf.py``.
 
-Worker class ``gthread``, chosen by benchmark (bench/collector_bench.py; numbers in
-docs/benchmarks.md, "Collector"): against ``sync`` it served 13-27 % more pixel requests
-per second with a lower p99, in both orders of running. ``sync`` closes the connection
-after every response, so each beacon pays a TCP handshake, and a slow client holds a
-whole worker; ``gthread`` keeps connections alive and its threads share one producer,
-whose network work runs in librdkafka's own threads outside the GIL. Note that gunicorn
-quietly runs ``gthread`` whenever threads > 1, so comparing with ``sync`` needs
-``-k sync --threads 1``.
+The app is ASGI (``collector.app:asgi()``), served by the worker class
+:class:`collector.server.Worker`: uvicorn with uvloop and httptools, one event loop per
+worker process. Chosen by benchmark (bench/collector_bench.py; numbers in
+docs/benchmarks.md, "Collector"): against the threaded WSGI worker (``gthread``) it
+serves several times the requests per second, since HTTP parsing is in C and there is
+no thread hop per request; a slow client holds a socket, not a thread. Gunicorn stays
+the process manager: worker restarts, graceful reload, SIGTERM drain.
 """
 
 import os
@@ -16,16 +15,14 @@ import tempfile
 
 from clickpipe.config import settings
 
-wsgi_app = "collector.app:wsgi()"
+wsgi_app = "collector.app:asgi()"
 bind = f"{settings.collector_host}:{settings.collector_port}"
 workers = settings.collector_workers
-worker_class = "gthread"
-threads = settings.collector_threads
+worker_class = "collector.server.Worker"
 keepalive = 5
-# Pixel URLs carry whole page URLs and referrers; gunicorn's default of 4094 is too short.
-limit_request_line = 8190
-# SIGTERM: stop accepting, finish in-flight requests, then worker_exit produces the batches and flushes Kafka.
-graceful_timeout = 30
+# SIGTERM: stop accepting, give in-flight requests 10 s (collector/server.py), then worker_exit
+# produces the batches and flushes Kafka (at most 30 s); gunicorn kills a worker only after this.
+graceful_timeout = 45
 timeout = 30
 
 # prometheus_client reads this variable at import: set it before any worker imports it,

@@ -1,10 +1,12 @@
-"""Falcon resources: thin wiring from HTTP to :mod:`collector.mapping` and the intake."""
+"""Falcon (ASGI) resources: thin wiring from HTTP to :mod:`collector.mapping` and the intake."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 
 import falcon
+import falcon.asgi
+import orjson
 
 from collector import divolte, metrics
 from collector.intake import GIF, Intake, backpressure, media_type, query_pairs, reject
@@ -15,7 +17,7 @@ from collector.tag import Tag
 NO_STORE = "no-store, max-age=0"
 
 
-def _error(resp: falcon.Response, status: str, reason: str, detail: str, events: int = 1) -> None:
+def _error(resp: falcon.asgi.Response, status: str, reason: str, detail: str, events: int = 1) -> None:
     reject(reason, events)
     resp.status = status
     resp.media = {"error": reason, "detail": detail}
@@ -27,7 +29,7 @@ class TagResource:
     def __init__(self, tag: Tag):
         self.tag = tag
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.cache_control = ["public", "max-age=300"]
         resp.vary = ["Accept-Encoding"]
         resp.etag = self.tag.etag
@@ -51,16 +53,16 @@ class _PixelBase:
         self.intake = intake
 
     @staticmethod
-    def _gif(resp: falcon.Response) -> None:
+    def _gif(resp: falcon.asgi.Response) -> None:
         resp.content_type = "image/gif"
         resp.cache_control = [NO_STORE]
         resp.data = GIF
 
-    def _refuse(self, resp: falcon.Response, reason: str) -> None:
+    def _refuse(self, resp: falcon.asgi.Response, reason: str) -> None:
         reject(reason)
         resp.set_header("X-Clickpipe-Rejected", reason)
 
-    def _admit(self, req: falcon.Request, resp: falcon.Response) -> list[tuple[str, str]] | None:
+    def _admit(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> list[tuple[str, str]] | None:
         """Answer the GIF; the query's pairs, or None (reason recorded) if the request is refused."""
         self._gif(resp)
         pairs = query_pairs(req.query_string)
@@ -73,9 +75,9 @@ class _PixelBase:
             return None
         return pairs
 
-    def _queue(self, resp: falcon.Response, record: dict, source: str) -> bool:
+    async def _queue(self, resp: falcon.asgi.Response, record: dict, source: str) -> bool:
         try:
-            self.intake.accept([record], source)
+            await self.intake.accept([record], source)
             return True
         except Unavailable as exc:
             backpressure(resp, reason=exc.reason)
@@ -90,7 +92,7 @@ class PixelResource(_PixelBase):
     in the ``X-Clickpipe-Rejected`` header and the rejected-events metric.
     """
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         pairs = self._admit(req, resp)
         if pairs is None:
             return
@@ -100,14 +102,14 @@ class PixelResource(_PixelBase):
         record = to_record(event, ctx, self.intake.settings.collector_max_params)
         if isinstance(record, Rejection):
             return self._refuse(resp, record.reason)
-        if self._queue(resp, record, source) and ctx.party_id is not None and record["party_id"] == ctx.party_id:
+        if await self._queue(resp, record, source) and ctx.party_id is not None and record["party_id"] == ctx.party_id:
             self.intake.set_party_cookie(req, resp, ctx.party_id)
 
 
 class DivolteResource(_PixelBase):
     """``GET /csc-event``: Divolte's tag, unchanged (see :mod:`collector.divolte`)."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         pairs = self._admit(req, resp)
         if pairs is None:
             return
@@ -117,7 +119,7 @@ class DivolteResource(_PixelBase):
             return self._refuse(resp, record.reason)
         if record["corrupted"]:
             resp.set_header("X-Clickpipe-Corrupted", "true")
-        self._queue(resp, record, "divolte")
+        await self._queue(resp, record, "divolte")
 
 
 class EventsResource:
@@ -128,7 +130,8 @@ class EventsResource:
     same body when none was valid; 400/413/415 with ``{"error", "detail"}`` for a request
     that cannot be read; 503 with Retry-After and the same body when the producer's queue is
     full (``queue_full``) or, with an acknowledgement wait configured, Kafka did not
-    acknowledge in time (``not_delivered``).
+    acknowledge in time (``not_delivered``); 408 ``body_timeout`` (and the connection closed)
+    when the body takes longer than ``COLLECTOR_BODY_TIMEOUT_MS`` to arrive.
     """
 
     def __init__(self, intake: Intake):
@@ -137,24 +140,30 @@ class EventsResource:
         self.max_body = s.collector_max_body_bytes
         self.max_events = s.collector_max_events
         self.max_params = s.collector_max_params
+        self.body_timeout = s.collector_body_timeout_ms / 1000
 
-    def _read(self, req: falcon.Request, resp: falcon.Response) -> list | None:
+    async def _read(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> list | None:
         if media_type(req.content_type) != "application/json":
             _error(resp, falcon.HTTP_415, "content_type", "send Content-Type: application/json")
             return None
         if req.content_length is not None and req.content_length > self.max_body:
             _error(resp, falcon.HTTP_413, "too_large", f"body exceeds {self.max_body} bytes")
             return None
-        # Falcon's bounded stream reads nothing without Content-Length; a chunked body is
-        # read from the server's own (terminated) stream, still capped at max_body + 1.
-        stream = req.bounded_stream if req.content_length is not None else req.stream
-        body = stream.read(self.max_body + 1)
+        # Capped at max_body + 1 also for a chunked body (no Content-Length); a client trickling
+        # its body cannot hold the request (and its memory) longer than the body timeout.
+        try:
+            async with asyncio.timeout(self.body_timeout):
+                body = await req.stream.read(self.max_body + 1)
+        except TimeoutError:
+            _error(resp, falcon.HTTP_408, "body_timeout", f"body not received within {self.body_timeout:g} s")
+            resp.set_header("Connection", "close")
+            return None
         if len(body) > self.max_body:
             _error(resp, falcon.HTTP_413, "too_large", f"body exceeds {self.max_body} bytes")
             return None
         try:
-            events = json.loads(body)
-        except (ValueError, RecursionError):
+            events = orjson.loads(body)
+        except orjson.JSONDecodeError:
             _error(resp, falcon.HTTP_400, "invalid_json", "body is not valid UTF-8 JSON")
             return None
         if not isinstance(events, list) or not events:
@@ -167,9 +176,9 @@ class EventsResource:
             return None
         return events
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.cache_control = [NO_STORE]
-        events = self._read(req, resp)
+        events = await self._read(req, resp)
         if events is None:
             return
         blocked = self.intake.blocked(req)
@@ -192,7 +201,7 @@ class EventsResource:
         accepted = 0
         if records:
             try:
-                accepted = self.intake.accept([r for _, r in records], source)
+                accepted = await self.intake.accept([r for _, r in records], source)
             except Unavailable as exc:
                 backpressure(resp, len(records), exc.reason)
                 detail = str(exc) or "collector busy"
@@ -210,7 +219,7 @@ class EventsResource:
 class HealthResource:
     """``GET /healthz``: the process answers."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.media = {"status": "ok"}
 
 
@@ -220,8 +229,8 @@ class ReadyResource:
     def __init__(self, intake: Intake):
         self.sink = intake.sink
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        ready, why = self.sink.ready()
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        ready, why = await asyncio.to_thread(self.sink.ready)  # may ask Kafka: off the event loop
         resp.status = falcon.HTTP_200 if ready else falcon.HTTP_503
         resp.media = {"ready": ready, "detail": why, "queue_depth": self.sink.depth()}
 
@@ -229,13 +238,13 @@ class ReadyResource:
 class MetricsResource:
     """``GET /metrics``: Prometheus text format, all workers summed."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.data, resp.content_type = metrics.exposition()
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        resp.data, resp.content_type = await asyncio.to_thread(metrics.exposition)  # reads every worker's file
 
 
 class RobotsResource:
     """``GET /robots.txt``: crawlers have nothing to do here."""
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         resp.content_type = falcon.MEDIA_TEXT
         resp.text = "User-agent: *\nDisallow: /\n"

@@ -15,11 +15,14 @@ background; while it is unknown (the topic does not exist, Kafka was unreachable
 :meth:`Sink.send` raises :class:`TopicUnavailable`. The producer never auto-creates the
 topic: the broker would give it its default partition count, not ours.
 
-**Batching.** Events from all of a worker's request threads join the open batch of their
+**Batching.** Events from all of a worker's requests join the open batch of their
 partition. A batch is produced once it holds ``COLLECTOR_BATCH_MAX_EVENTS`` events, once the
 next event would take it past ``COLLECTOR_BATCH_MAX_BYTES``, or ``COLLECTOR_BATCH_LINGER_MS``
 after its first event (a background thread sees to that), whichever comes first. A partition's
 batches are produced in the order they were opened, so a party's events keep their order.
+With an acknowledgement wait, a batch holding a waiting request's events does not linger: it is
+produced at the end of the event loop's current round, once every request that was ready to
+run in that round has added its events (under load, a round holds many requests).
 
 **Accepted** means, by default, "waiting in this process": in a batch or in the producer's
 queue. The idempotent producer (acks=all) then retries until the broker acknowledges or
@@ -28,7 +31,8 @@ than that loses nothing; a final failure is counted in ``clickpipe_collector_del
 What is still waiting when the process is killed (-9, OOM) is lost. With
 ``COLLECTOR_ACK_WAIT_MS`` set, accepted means "acknowledged by Kafka": :meth:`Sink.send`
 returns only once every message holding one of its events was acknowledged, and raises
-:class:`NotDelivered` if one failed or the wait timed out.
+:class:`NotDelivered` if one failed or the wait timed out. The wait is an asyncio future,
+resolved from librdkafka's delivery report (on the poll thread) through the request's loop.
 
 **Backpressure.** ``COLLECTOR_QUEUE_MAX`` bounds the events waiting (in batches, or in
 messages not yet acknowledged). A request gets what room is left, its first events first;
@@ -38,6 +42,7 @@ answers 503, never a silent drop.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import threading
@@ -92,23 +97,34 @@ class _Acks:
     """The acknowledgement wait of one request: :meth:`wait` returns once all of its events were
     acknowledged, and raises :class:`NotDelivered` if one was refused or time ran out."""
 
-    def __init__(self, expected: int):
+    __slots__ = ("_left", "_failed", "_loop", "_done")
+
+    def __init__(self, expected: int, loop: asyncio.AbstractEventLoop):
         self._left = expected
         self._failed = 0
-        self._lock = threading.Lock()
-        self._done = threading.Event()
+        self._loop = loop
+        self._done: asyncio.Future[None] = loop.create_future()
 
     def settle(self, count: int, failed: bool) -> None:
-        """``count`` of the events were acknowledged, or finally refused if ``failed``."""
-        with self._lock:
-            self._failed += count if failed else 0
-            self._left -= count
-            if self._left <= 0:
-                self._done.set()
+        """``count`` of the events were acknowledged, or finally refused if ``failed`` (any thread,
+        with the sink's lock held)."""
+        self._failed += count if failed else 0
+        self._left -= count
+        if self._left <= 0:
+            try:
+                self._loop.call_soon_threadsafe(self._resolve)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
-    def wait(self, timeout: float) -> None:
-        if not self._done.wait(timeout):
-            raise NotDelivered(f"Kafka did not acknowledge within {timeout:g} s")
+    def _resolve(self) -> None:
+        if not self._done.done():  # a wait that timed out cancelled it
+            self._done.set_result(None)
+
+    async def wait(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._done, timeout)
+        except TimeoutError:
+            raise NotDelivered(f"Kafka did not acknowledge within {timeout:g} s") from None
         if self._failed:
             raise NotDelivered(f"Kafka refused {self._failed} event(s)")
 
@@ -133,7 +149,7 @@ class _Batch:
 
 
 class Sink:
-    """Accepts RawClick records from any thread and produces them to the raw topic in batches.
+    """Accepts RawClick records from a worker's event loop and produces them to the raw topic in batches.
 
     Two background threads: one serves librdkafka's delivery reports, one produces batches whose
     linger ran out and refreshes the partition count.
@@ -142,9 +158,9 @@ class Sink:
     def __init__(self, settings: Settings, producer_factory: Callable[[dict], Any] = Producer):
         self.topic = settings.topic_raw
         self.schema = schemas.current("RawClick")
+        self._encode = schemas.encoder(self.schema)
         self.queue_max = settings.collector_queue_max
         self.ack_wait = settings.collector_ack_wait_ms / 1000
-        self.threads = settings.collector_threads  # gunicorn's request threads, all calling send()
         self.max_events = settings.collector_batch_max_events
         self.max_bytes = settings.collector_batch_max_bytes
         self.linger = settings.collector_batch_linger_ms / 1000
@@ -166,7 +182,7 @@ class Sink:
         self._lock = threading.Condition()
         self._batches: dict[int, deque[_Batch]] = {}
         self._waiting = 0  # accepted events not yet acknowledged or refused by Kafka
-        self._acking = 0  # requests waiting in send() for their acknowledgement
+        self._round_end_due = False  # an end-of-round produce is scheduled on the event loop
         self._partitions: int | None = None
         self._ready: tuple[bool, str] = (False, "not checked")
         self._ready_at = 0.0
@@ -178,12 +194,13 @@ class Sink:
         threading.Thread(target=self._poll, name="kafka-poll", daemon=True).start()
         threading.Thread(target=self._flusher, name="batch-flush", daemon=True).start()
 
-    def send(self, records: list[dict]) -> int:
+    async def send(self, records: list[dict]) -> int:
         """Accept ``records`` (the first ones, as far as there is room); returns how many.
 
-        With an acknowledgement wait configured, returns only once Kafka acknowledged all of
-        those (else raises :class:`NotDelivered`). Raises :class:`QueueFull` if there is no
-        room at all, :class:`TopicUnavailable` while the partition count is unknown, and
+        Called on the worker's event loop. Without an acknowledgement wait it never suspends.
+        With one, returns only once Kafka acknowledged all of those (else raises
+        :class:`NotDelivered`). Raises :class:`QueueFull` if there is no room at all,
+        :class:`TopicUnavailable` while the partition count is unknown, and
         :class:`schemas.SchemaError` if a record does not fit the schema (a bug upstream).
         """
         partitions = self._partitions
@@ -191,33 +208,37 @@ class Sink:
             raise TopicUnavailable(self._ready[1])
         if self._waiting >= self.queue_max:  # spare the encoding when full (checked again below)
             raise QueueFull()
-        events = [(partition_for(r["party_id"].encode(), partitions), schemas.encode(self.schema, r))
-                  for r in records]
+        encode = self._encode
+        events = [(partition_for(r["party_id"].encode(), partitions), encode(r)) for r in records]
         with self._lock:
             room = self.queue_max - self._waiting
             if room <= 0:
                 raise QueueFull()
             events = events[:room]
-            acks = _Acks(len(events)) if self.ack_wait else None
+            acks = None
+            if self.ack_wait:
+                loop = asyncio.get_running_loop()
+                acks = _Acks(len(events), loop)
+                if not self._round_end_due:
+                    self._round_end_due = True
+                    loop.call_soon(self._produce_round)
             now = time.monotonic()
             for partition, event in events:
                 self._add(partition, event, acks, now)
             self._waiting += len(events)
-            if acks is not None:
-                self._acking += 1
-            # Once every request thread waits for Kafka no event can join a batch: lingering on is waste.
-            if acks is not None and self._acking >= self.threads:
-                self._produce_due(now, list(self._batches), force=True)
-            else:
-                self._produce_due(now, {partition for partition, _ in events})
-        if acks is None:
-            return len(events)
-        try:
-            acks.wait(self.ack_wait)
-        finally:
-            with self._lock:
-                self._acking -= 1
+            self._produce_due(now, {partition for partition, _ in events})
+        if acks is not None:
+            await acks.wait(self.ack_wait)
         return len(events)
+
+    def _produce_round(self) -> None:
+        """End of an event-loop round in which requests waiting for Kafka added events: those
+        requests add nothing more, so their batches are produced without lingering."""
+        with self._lock:
+            self._round_end_due = False
+            wake = self._produce_due(time.monotonic(), list(self._batches), force=True)
+            if wake != math.inf:  # the producer's queue refused one: the flusher retries
+                self._lock.notify()
 
     def _add(self, partition: int, event: bytes, acks: _Acks | None, now: float) -> None:
         batches = self._batches.setdefault(partition, deque())
@@ -263,13 +284,13 @@ class Sink:
         """Delivery report of ``batch``'s message (librdkafka's callback, on the poll thread)."""
         with self._lock:
             self._waiting -= len(batch.events)
+            for acks, count in batch.acks.items():
+                acks.settle(count, failed=err is not None)
         if err is not None:
             metrics.DELIVERY_FAILURES.inc(len(batch.events))
             log.error("delivery failed for a message of %d events: %s", len(batch.events), err)
         else:
             metrics.PRODUCE_LATENCY.observe(time.monotonic() - batch.opened)
-        for acks, count in batch.acks.items():
-            acks.settle(count, failed=err is not None)
 
     def _poll(self) -> None:
         while not self._stop.is_set():

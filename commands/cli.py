@@ -101,7 +101,9 @@ def _report(args: argparse.Namespace) -> int:
     try:
         rows = queries.run(queries.Reports(settings), args.name, since=args.since, until=args.until,
                            granularity=args.granularity, traffic=args.traffic, limit=args.limit,
-                           steps=args.steps, by=args.by)
+                           steps=args.steps, by=args.by, page=args.page, weeks=args.weeks,
+                           goal_page=args.goal_page, goal_event=args.goal_event, goal_property=args.goal_property,
+                           filters=queries.parse_filters(args.filter) or None)
     except (queries.UnknownReport, ValueError) as exc:
         print(f"[report] {exc}", file=sys.stderr)
         return 2
@@ -213,6 +215,21 @@ def _superset(args: argparse.Namespace) -> int:
     os.execve(command[0], command, server_env(Home(settings)))
 
 
+def _add_analysis_options(report: argparse.ArgumentParser) -> None:
+    """Segments, goals, paths and retention options of `clickpipe report`."""
+    from druid.queries import FILTERS
+
+    report.add_argument("--filter", action="append", metavar="FIELD=VALUE",
+                        help=f"segment: only traffic where FIELD equals VALUE (repeatable); "
+                             f"fields: {', '.join(FILTERS)}")
+    report.add_argument("--page", help="paths: the page (URL path) whose previous and next pages are counted")
+    report.add_argument("--weeks", type=int, help="retention: weekly cohorts to show (6)")
+    report.add_argument("--goal-page", help="goals: a view of this page (URL path)")
+    report.add_argument("--goal-event", help="goals: an event of this type")
+    report.add_argument("--goal-property", metavar="KEY=VALUE",
+                        help="goals: with --goal-event, a custom parameter match")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickpipe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -280,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Reports: live, traffic, pages, referrers, campaigns, countries, cities, "
                                         "devices, browsers, bots, bot-reasons, sessions, funnel.")
     report.add_argument("name", help="report name (an unknown name lists them)")
-    report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d) or ISO time (24h)")
+    report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d), today or ISO time (24h)")
     report.add_argument("--until", help="window end, same forms (now)")
     report.add_argument("--traffic", choices=("human", "bots", "all"), help="which traffic to count (human)")
     report.add_argument("--granularity", help="traffic buckets: minute, 5minutes, 15minutes, hour, day, week, "
@@ -288,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--limit", type=int, help="rows of top-N reports (10)")
     report.add_argument("--steps", nargs="+", help="funnel steps in order: URL paths or event types")
     report.add_argument("--by", choices=("page", "event"), help="funnel steps are pages or event types (page)")
+    _add_analysis_options(report)
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
     report.set_defaults(func=_report)
 

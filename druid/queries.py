@@ -8,6 +8,15 @@ listed in :data:`REPORTS` for ``clickpipe report <name>``. Common arguments:
   defaults to now.
 - ``traffic``: ``human`` (default), ``bots`` or ``all`` — which side of ``is_bot`` to count.
 - ``limit``: rows of "top" reports, which rank groups by events (page views for ``pages``).
+- ``filters``: a segment, ``{field: value}`` over the fields of :data:`FILTERS` (page,
+  referrer, campaign, country, device, browser, ...), all of which must match. Fields about
+  how a session started (referrer, campaign) select every event of the sessions whose first
+  event matches; the others select events.
+
+Every input reaches SQL either through an allowlist (columns, filter fields, granularities)
+or as a validated, quoted literal (:func:`value`); anything else raises ValueError before a
+query is sent. pydruid's DB-API "parameters" are client-side string interpolation (they pass
+``*`` through unquoted), so they add nothing over :func:`literal`.
 
 Visitors and sessions counted from the clicks datasource are theta-sketch estimates: exact
 up to 16384 distinct values, about 0.8% relative standard error beyond (4096 and 1.6% per
@@ -21,10 +30,12 @@ that could not be reached.
 
 from __future__ import annotations
 
+import collections
 import inspect
 import re
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import requests
@@ -42,21 +53,148 @@ LIVE_WINDOW = timedelta(minutes=5)
 # Theta union size of per-group sketches in top-N reports: exact up to 4096 distinct values,
 # about 1.6% relative error beyond, and a quarter of the default's merge-buffer memory.
 GROUP_SKETCH_SIZE = 4096
+# Page views the entry and exit pages and paths reports read and follow in Python; a window
+# matching more raises rather than truncating.
+MAX_SEQUENCE_ROWS = 1_000_000
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
 _SPAN_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 def parse_time(value: str, now: datetime | None = None) -> datetime:
-    """A span back from ``now`` (``15m``, ``24h``, ``7d``) or an ISO 8601 time, as an aware UTC datetime."""
+    """A span back from ``now`` (``15m``, ``24h``, ``7d``), ``today`` (midnight UTC) or an ISO 8601
+    time, as an aware UTC datetime; ValueError for anything else."""
     now = now or datetime.now(timezone.utc)
-    match = _SPAN.match(value.strip())
-    if match:
-        return now - timedelta(**{_SPAN_UNITS[match.group(2)]: int(match.group(1))})
+    text = value.strip()
+    if text == "today":
+        return now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    match = _SPAN.match(text)
+    if match and len(text) <= 8:
+        try:
+            return now - timedelta(**{_SPAN_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:
+            raise ValueError(f"{value!r} reaches back before year 1") from None
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        if len(text) > 40:
+            raise ValueError
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{value!r} is neither a span like 15m, 24h, 7d nor an ISO 8601 time") from None
+        raise ValueError(f"{value[:60]!r} is neither a span like 15m, 24h, 7d, nor today, "
+                         f"nor an ISO 8601 time") from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def window(since: str | None, until: str | None, now: datetime | None = None) -> tuple[datetime | None, datetime]:
+    """The (start, end) a ``since`` / ``until`` pair means; ValueError unless start < end."""
+    now = now or datetime.now(timezone.utc)
+    start = parse_time(since, now) if since else None
+    end = parse_time(until, now) if until else now
+    if start is not None and start >= end:
+        raise ValueError(f"the window is empty: since {start.isoformat()} is not before until {end.isoformat()}")
+    return start, end
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A filter field: its column in the clicks datasource, its column in the sessions datasource
+    (None: not there), and whether it describes the session's start (referrer, campaign: it
+    selects every event of the sessions whose first event matches) or the event itself."""
+
+    clicks: str
+    sessions: str | None
+    session_start: bool = False
+    help: str = ""
+
+
+# The filter fields a segment may use, by public name (API, URL, command line).
+FILTERS: dict[str, Filter] = {
+    "page": Filter("url_path", None, help="URL path of the event's page"),
+    "host": Filter("url_host", None, help="host of the event's page"),
+    "event": Filter("event_type", None, help="event type (pageView or a custom type)"),
+    "referrer_class": Filter("referrer_class", "referrer_class", True, "how the session arrived: search, social, ..."),
+    "referrer_source": Filter("referrer_source", "referrer_source", True, "search engine or social network"),
+    "referrer_host": Filter("referrer_host", None, True, "host of the session's referrer"),
+    "utm_source": Filter("utm_source", "utm_source", True, "campaign source of the session"),
+    "utm_medium": Filter("utm_medium", "utm_medium", True, "campaign medium of the session"),
+    "utm_campaign": Filter("utm_campaign", "utm_campaign", True, "campaign name of the session"),
+    "country": Filter("geo_country", "geo_country", help="ISO country code"),
+    "region": Filter("geo_region", "geo_region", help="ISO subdivision code"),
+    "city": Filter("geo_city", "geo_city", help="city name"),
+    "device": Filter("device_class", "device_class", help="desktop, mobile, tablet, bot or unknown"),
+    "os": Filter("os_family", "os_family", help="operating system family"),
+    "browser": Filter("ua_family", "ua_family", help="browser family"),
+}
+MAX_VALUE_CHARS = 200
+# Printable text without quotes, backslashes, semicolons or comment markers: no legitimate
+# page, host, campaign or country value needs them, and refusing them keeps a hostile value
+# from ever reaching SQL, even quoted.
+_VALUE = re.compile(r"[^\x00-\x1f\x7f'\"`\\;]+")
+_PARAM_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def value(text: str, what: str = "value") -> str:
+    """``text`` as a quoted SQL literal, after refusing (ValueError) what no valid value holds."""
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_VALUE_CHARS:
+        raise ValueError(f"{what} must be 1 to {MAX_VALUE_CHARS} characters")
+    if not _VALUE.fullmatch(text) or "--" in text or "/*" in text:
+        raise ValueError(f"{what} {text[:60]!r} has a character no value may hold "
+                         f"(quotes, backslash, semicolon, control characters, -- or /*)")
+    return literal(text)
+
+
+def parse_filters(pairs: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
+    """A filter set from ``field=value`` strings (or a mapping), checked; ValueError names the
+    problem (unknown field, bad value)."""
+    if not pairs:
+        return {}
+    items = pairs.items() if isinstance(pairs, Mapping) else [
+        tuple(p.split("=", 1)) if "=" in p else (p, "") for p in pairs]
+    found: dict[str, str] = {}
+    for field, text in items:
+        if field not in FILTERS:
+            raise ValueError(f"unknown filter field {field[:40]!r}; use one of {', '.join(FILTERS)}")
+        if field in found:
+            raise ValueError(f"filter field {field!r} given twice")
+        value(text, f"filter {field}")
+        found[field] = text
+    return found
+
+
+@dataclass(frozen=True)
+class Goal:
+    """A conversion: a page view of ``page``, or an event of type ``event`` whose custom
+    parameter ``property`` (``key=value``, from the ``params`` column) matches."""
+
+    page: str | None = None
+    event: str | None = None
+    property: str | None = None
+
+    @classmethod
+    def parse(cls, page: str | None, event: str | None, prop: str | None) -> "Goal":
+        if bool(page) == bool(event):
+            raise ValueError("a goal is either a page (goal_page) or an event (goal_event), exactly one")
+        if prop and not event:
+            raise ValueError("goal_property (key=value) goes with goal_event")
+        goal = cls(page or None, event or None, prop or None)
+        goal.condition()  # validates
+        return goal
+
+    def condition(self) -> str:
+        """The SQL condition of an event that reaches the goal."""
+        if self.page:
+            return f"event_type = 'pageView' AND url_path = {value(self.page, 'goal page')}"
+        where = f"event_type = {value(self.event or '', 'goal event')}"
+        if self.property:
+            key, _, expected = self.property.partition("=")
+            if not _PARAM_KEY.fullmatch(key) or not expected:
+                raise ValueError(f"goal property {self.property[:60]!r} is not key=value "
+                                 f"(a key of letters, digits and _)")
+            where += f" AND JSON_VALUE(params, {literal('$.' + key)}) = {value(expected, 'goal property value')}"
+        return where
+
+    def __str__(self) -> str:
+        if self.page:
+            return f"page {self.page}"
+        return f"event {self.event}" + (f" with {self.property}" if self.property else "")
 
 
 def literal(value: str) -> str:
@@ -75,7 +213,7 @@ def _timestamp(moment: datetime) -> str:
 def _period(granularity: str) -> str:
     if granularity in GRANULARITIES:
         return GRANULARITIES[granularity]
-    if re.fullmatch(r"P(T?\d+[SMHDWY])+|PT\d+[SMH]", granularity):
+    if re.fullmatch(r"P(\d+[YMWD])*(T(\d+[HMS])+)?", granularity) and granularity not in ("P", "PT"):
         return granularity
     raise ValueError(f"unknown granularity {granularity!r}; use {', '.join(GRANULARITIES)} or an ISO period")
 
@@ -115,24 +253,44 @@ class Reports:
             raise DruidError(f"Druid refused the query: {str(exc)[:600]}{hint}") from exc
         return [row._asdict() for row in rows]
 
-    def _where(self, since: str | None, until: str | None, traffic: str, now: datetime | None = None) -> str:
+    def _where(self, since: str | None, until: str | None, traffic: str, now: datetime | None = None,
+               filters: Mapping[str, str] | None = None, datasource: str = "clicks") -> str:
+        """The WHERE condition every report uses: the window, the traffic side and the segment
+        (``filters``, see :data:`FILTERS`) over ``datasource`` (``clicks`` or ``sessions``).
+
+        ValueError for a bad window, traffic or filter, or a filter the sessions datasource
+        has no column for.
+        """
         if traffic not in TRAFFIC:
             raise ValueError(f"unknown traffic {traffic!r}; use one of {', '.join(TRAFFIC)}")
         now = now or datetime.now(timezone.utc)
-        conditions = []
-        if since:
-            conditions.append(f"__time >= {_timestamp(parse_time(since, now))}")
-        conditions.append(f"__time < {_timestamp(parse_time(until, now) if until else now)}")
+        start, end = window(since, until, now)
+        times = [f"__time >= {_timestamp(start)}"] if start is not None else []
+        times.append(f"__time < {_timestamp(end)}")
+        conditions = list(times)
         if traffic != "all":
             conditions.append(f"is_bot = {literal('true' if traffic == 'bots' else 'false')}")
+        for field, text in parse_filters(filters).items():
+            spec = FILTERS[field]
+            if datasource == "sessions":
+                if spec.sessions is None:
+                    raise ValueError(f"filter {field!r} does not apply to session reports "
+                                     f"(the sessions datasource has no such column)")
+                conditions.append(f"{spec.sessions} = {value(text)}")
+            elif spec.session_start:
+                # Sessions that started in the window with a matching first event.
+                conditions.append(f"session_id IN (SELECT session_id FROM {self.clicks} WHERE {' AND '.join(times)} "
+                                  f"AND first_in_session = 'true' AND {spec.clicks} = {value(text)})")
+            else:
+                conditions.append(f"{spec.clicks} = {value(text)}")
         return " AND ".join(conditions)
 
     # --- reports over clicks ---------------------------------------------------------------
 
-    def live(self, traffic: str = "human") -> list[dict[str, Any]]:
+    def live(self, traffic: str = "human", filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Visitors, sessions, page views and events of the last five minutes."""
         now = datetime.now(timezone.utc)
-        where = self._where(f"{int(LIVE_WINDOW.total_seconds())}s", None, traffic, now)
+        where = self._where(f"{int(LIVE_WINDOW.total_seconds())}s", None, traffic, now, filters)
         return self.sql(
             f"SELECT APPROX_COUNT_DISTINCT_DS_THETA(visitors) AS visitors, "
             f"APPROX_COUNT_DISTINCT_DS_THETA(sessions) AS sessions, "
@@ -140,17 +298,17 @@ class Reports:
             f"FROM {self.clicks} WHERE {where}")
 
     def traffic(self, since: str = "24h", until: str | None = None, granularity: str = "hour",
-                traffic: str = "human") -> list[dict[str, Any]]:
+                traffic: str = "human", filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Page views, events, visitors and sessions per time bucket (``granularity``)."""
         return self.sql(
             f"SELECT TIME_FLOOR(__time, {literal(_period(granularity))}) AS \"time\", "
             f'SUM(page_views) AS page_views, SUM("count") AS events, '
             f"APPROX_COUNT_DISTINCT_DS_THETA(visitors) AS visitors, "
             f"APPROX_COUNT_DISTINCT_DS_THETA(sessions) AS sessions "
-            f"FROM {self.clicks} WHERE {self._where(since, until, traffic)} GROUP BY 1 ORDER BY 1")
+            f"FROM {self.clicks} WHERE {self._where(since, until, traffic, filters=filters)} GROUP BY 1 ORDER BY 1")
 
     def _top(self, columns: Sequence[str], since: str, until: str | None, traffic: str, limit: int,
-             condition: str = "TRUE", rank: str = "events") -> list[dict[str, Any]]:
+             filters: Mapping[str, str] | None, condition: str = "TRUE", rank: str = "events") -> list[dict[str, Any]]:
         """The ``limit`` groups of ``columns`` with most ``rank`` (events or page_views), with
         their page views, events, visitors and sessions.
 
@@ -158,7 +316,7 @@ class Reports:
         the sketches are then merged for the winning groups alone (a theta union per group
         per sketch takes the broker's merge-buffer memory; thousands of groups exhaust it).
         """
-        where = f"{self._where(since, until, traffic)} AND {condition}"
+        where = f"{self._where(since, until, traffic, filters=filters)} AND {condition}"
         select = ", ".join(columns)
         counters = 'SUM(page_views) AS page_views, SUM("count") AS events'
         ranked = self.sql(f"SELECT {select}, {counters} FROM {self.clicks} WHERE {where} "
@@ -177,47 +335,48 @@ class Reports:
                 for row in ranked]
 
     def pages(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-              limit: int = 10) -> list[dict[str, Any]]:
+              limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Most viewed pages (host and path)."""
-        return self._top(["url_host", "url_path"], since, until, traffic, limit, "event_type = 'pageView'",
+        return self._top(["url_host", "url_path"], since, until, traffic, limit, filters, "event_type = 'pageView'",
                          rank="page_views")
 
     def referrers(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-                  limit: int = 10) -> list[dict[str, Any]]:
+                  limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Where sessions come from: referrer class, source and host of each session's first event
         (so ``events`` is the number of sessions started)."""
-        return self._top(["referrer_class", "referrer_source", "referrer_host"], since, until, traffic, limit,
+        return self._top(["referrer_class", "referrer_source", "referrer_host"], since, until, traffic, limit, filters,
                          "first_in_session = 'true'")
 
     def campaigns(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-                  limit: int = 10) -> list[dict[str, Any]]:
+                  limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Campaigns (utm source, medium, name) of events that carry one."""
-        return self._top(["utm_source", "utm_medium", "utm_campaign"], since, until, traffic, limit,
+        return self._top(["utm_source", "utm_medium", "utm_campaign"], since, until, traffic, limit, filters,
                          "(utm_source IS NOT NULL OR utm_campaign IS NOT NULL)")
 
     def countries(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-                  limit: int = 10) -> list[dict[str, Any]]:
+                  limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Visitors by country (ISO code)."""
-        return self._top(["geo_country"], since, until, traffic, limit)
+        return self._top(["geo_country"], since, until, traffic, limit, filters)
 
     def cities(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-               limit: int = 10) -> list[dict[str, Any]]:
+               limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Visitors by city."""
-        return self._top(["geo_country", "geo_city"], since, until, traffic, limit)
+        return self._top(["geo_country", "geo_city"], since, until, traffic, limit, filters)
 
     def devices(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-                limit: int = 10) -> list[dict[str, Any]]:
+                limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Visitors by device class and operating system."""
-        return self._top(["device_class", "os_family"], since, until, traffic, limit)
+        return self._top(["device_class", "os_family"], since, until, traffic, limit, filters)
 
     def browsers(self, since: str = "24h", until: str | None = None, traffic: str = "human",
-                 limit: int = 10) -> list[dict[str, Any]]:
+                 limit: int = 10, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Visitors by browser family."""
-        return self._top(["ua_family"], since, until, traffic, limit)
+        return self._top(["ua_family"], since, until, traffic, limit, filters)
 
-    def bots(self, since: str = "24h", until: str | None = None) -> list[dict[str, Any]]:
+    def bots(self, since: str = "24h", until: str | None = None,
+             filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Share of events and visitors flagged as bots (both sides counted, whatever ``traffic``)."""
-        where = self._where(since, until, "all")
+        where = self._where(since, until, "all", filters=filters)
         return self.sql(
             f'SELECT SUM("count") AS events, '
             f"SUM(\"count\") FILTER (WHERE is_bot = 'true') AS bot_events, "
@@ -226,13 +385,15 @@ class Reports:
             f"APPROX_COUNT_DISTINCT_DS_THETA(visitors) FILTER (WHERE is_bot = 'true') AS bot_visitors "
             f"FROM {self.clicks} WHERE {where} HAVING SUM(\"count\") > 0")
 
-    def bot_reasons(self, since: str = "24h", until: str | None = None, limit: int = 10) -> list[dict[str, Any]]:
+    def bot_reasons(self, since: str = "24h", until: str | None = None, limit: int = 10,
+                    filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Bot events and visitors by the rule that flagged them."""
-        return self._top(["bot_reason"], since, until, "bots", limit)
+        return self._top(["bot_reason"], since, until, "bots", limit, filters)
 
     # --- reports over sessions -------------------------------------------------------------
 
-    def sessions(self, since: str = "24h", until: str | None = None, traffic: str = "human") -> list[dict[str, Any]]:
+    def sessions(self, since: str = "24h", until: str | None = None, traffic: str = "human",
+                 filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Closed sessions that started in the window: count, median and mean duration, bounce
         rate and pages per session."""
         return self.sql(
@@ -241,12 +402,15 @@ class Reports:
             f'SUM(duration_ms) / 1000.0 / SUM("count") AS mean_duration_s, '
             f'CAST(SUM(bounces) AS DOUBLE) / SUM("count") AS bounce_rate, '
             f'CAST(SUM(page_views) AS DOUBLE) / SUM("count") AS pages_per_session '
-            f"FROM {self.sessions_table} WHERE {self._where(since, until, traffic)} HAVING SUM(\"count\") > 0")
+            f"FROM {self.sessions_table} "
+            f"WHERE {self._where(since, until, traffic, filters=filters, datasource='sessions')} "
+            f'HAVING SUM("count") > 0')
 
     # --- funnel ----------------------------------------------------------------------------
 
     def funnel(self, steps: Sequence[str], by: str = "page", since: str = "24h", until: str | None = None,
-               traffic: str = "human", max_rows: int = 1_000_000) -> list[dict[str, Any]]:
+               traffic: str = "human", max_rows: int = 1_000_000,
+               filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Sessions reaching each step of an ordered funnel, in order, within the window.
 
         ``steps`` are URL paths (``by="page"``) or event types (``by="event"``). A session reaches
@@ -261,7 +425,8 @@ class Reports:
         column = FUNNEL_BY[by]
         rows = self.sql(
             f"SELECT session_id, __time AS t, {column} AS step FROM {self.clicks} "
-            f"WHERE {self._where(since, until, traffic)} AND {column} IN ({', '.join(map(literal, set(steps)))}) "
+            f"WHERE {self._where(since, until, traffic, filters=filters)} "
+            f"AND {column} IN ({', '.join(value(s, 'funnel step') for s in sorted(set(steps)))}) "
             f"LIMIT {int(max_rows) + 1}")
         if len(rows) > max_rows:
             raise DruidError(f"the funnel matches more than {max_rows} rows; use a shorter window (--since)")
@@ -283,6 +448,158 @@ class Reports:
                 for i, (step, n) in enumerate(zip(steps, reached, strict=False))]
 
 
+    # --- comparison, goals, retention --------------------------------------------------------
+
+    def _totals(self, since: str, until: str, traffic: str, filters: Mapping[str, str] | None) -> dict[str, Any]:
+        [row] = self.sql(
+            f'SELECT COALESCE(SUM(page_views), 0) AS page_views, COALESCE(SUM("count"), 0) AS events, '
+            f"APPROX_COUNT_DISTINCT_DS_THETA(visitors) AS visitors, "
+            f"APPROX_COUNT_DISTINCT_DS_THETA(sessions) AS sessions "
+            f"FROM {self.clicks} WHERE {self._where(since, until, traffic, filters=filters)}")
+        return row
+
+    def compare(self, since: str = "24h", until: str | None = None, traffic: str = "human",
+                filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Page views, events, visitors and sessions of the window against the previous period of
+        the same length (ending where the window starts): one row per metric with ``current``,
+        ``previous`` and ``change`` (relative; None when the previous figure is 0)."""
+        start, end = window(since, until)
+        if start is None:
+            raise ValueError("a comparison needs a window start (since)")
+        previous_start = start - (end - start)
+        current = self._totals(start.isoformat(), end.isoformat(), traffic, filters)
+        previous = self._totals(previous_start.isoformat(), start.isoformat(), traffic, filters)
+        return [{"metric": metric, "current": current[metric], "previous": previous[metric],
+                 "change": (current[metric] - previous[metric]) / previous[metric] if previous[metric] else None,
+                 "since": start.isoformat(), "until": end.isoformat(),
+                 "previous_since": previous_start.isoformat()}
+                for metric in ("page_views", "events", "visitors", "sessions")]
+
+    def goals(self, goal_page: str | None = None, goal_event: str | None = None, goal_property: str | None = None,
+              since: str = "24h", until: str | None = None, traffic: str = "human",
+              filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Conversions of one goal -- a page (``goal_page``) or a custom event (``goal_event``),
+        optionally with a custom parameter match (``goal_property`` = ``key=value``) -- with the
+        share of visitors and of sessions that reached it."""
+        goal = Goal.parse(goal_page, goal_event, goal_property)
+        condition = goal.condition()
+        [row] = self.sql(
+            f'SELECT COALESCE(SUM("count") FILTER (WHERE {condition}), 0) AS conversions, '
+            f"APPROX_COUNT_DISTINCT_DS_THETA(visitors) AS visitors, "
+            f"APPROX_COUNT_DISTINCT_DS_THETA(visitors) FILTER (WHERE {condition}) AS converted_visitors, "
+            f"APPROX_COUNT_DISTINCT_DS_THETA(sessions) AS sessions, "
+            f"APPROX_COUNT_DISTINCT_DS_THETA(sessions) FILTER (WHERE {condition}) AS converted_sessions "
+            f"FROM {self.clicks} WHERE {self._where(since, until, traffic, filters=filters)}")
+        return [{"goal": str(goal), **row,
+                 "conversion_rate": row["converted_visitors"] / row["visitors"] if row["visitors"] else None,
+                 "session_conversion_rate":
+                     row["converted_sessions"] / row["sessions"] if row["sessions"] else None}]
+
+    def retention(self, weeks: int = 6, until: str | None = None, traffic: str = "human",
+                  filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """Weekly cohorts of new visitors (``new_party``: first seen in that week, Monday to Sunday
+        UTC) over the last ``weeks`` weeks, and how many of each came back in each later week.
+
+        Theta-sketch intersections of the ``visitors`` column: the cohort's sketch (new visitors
+        of week c) intersected with the sketch of everyone active in week c + k. One query, no
+        per-visitor data leaves Druid, any filter set applies. Exact while both sketches hold
+        fewer than 16384 visitors; beyond, an intersection's error grows as the overlap
+        shrinks relative to the larger set (a small cohort among many visitors is the worst).
+        """
+        if not 1 <= int(weeks) <= 26:
+            raise ValueError("weeks must be between 1 and 26")
+        weeks = int(weeks)
+        _, end = window(None, until)
+        monday = (end - timedelta(days=end.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+        starts = [monday - timedelta(weeks=weeks - 1 - i) for i in range(weeks)]
+
+        def in_week(i: int) -> str:
+            return f"__time >= {_timestamp(starts[i])} AND __time < {_timestamp(starts[i] + timedelta(weeks=1))}"
+
+        def cohort(i: int) -> str:
+            return f"DS_THETA(visitors) FILTER (WHERE new_party = 'true' AND {in_week(i)})"
+
+        columns = []
+        for i in range(weeks):
+            columns.append(f'THETA_SKETCH_ESTIMATE({cohort(i)}) AS "c{i}"')
+            columns += [f"THETA_SKETCH_ESTIMATE(THETA_SKETCH_INTERSECT({cohort(i)}, "
+                        f'DS_THETA(visitors) FILTER (WHERE {in_week(j)}))) AS "c{i}_w{j}"'
+                        for j in range(i + 1, weeks)]
+        where = self._where(starts[0].isoformat(), end.isoformat(), traffic, filters=filters)
+        [row] = self.sql(f"SELECT {', '.join(columns)} FROM {self.clicks} WHERE {where}")
+        out = []
+        for i in range(weeks):
+            size = round(row[f"c{i}"] or 0)
+            for j in range(i, weeks):
+                n = size if j == i else round(row[f"c{i}_w{j}"] or 0)
+                out.append({"cohort": starts[i].date().isoformat(), "week": j - i, "visitors": n,
+                            "of_cohort": n / size if size else None})
+        return out
+
+    # --- page sequences: entry and exit pages, paths ----------------------------------------
+
+    def _page_sequences(self, where: str, max_rows: int) -> list[list[str | None]]:
+        """Each session's page views matching ``where``, in session order (``session_seq``, then
+        time). More than ``max_rows`` page views raise rather than truncate."""
+        rows = self.sql(f"SELECT session_id, session_seq, __time AS t, url_path FROM {self.clicks} "
+                        f"WHERE {where} AND event_type = 'pageView' LIMIT {int(max_rows) + 1}")
+        if len(rows) > max_rows:
+            raise DruidError(f"the window holds more than {max_rows} page views; use a shorter window (--since)")
+        by_session: dict[str, list[tuple[int, str, str | None]]] = {}
+        for row in rows:
+            by_session.setdefault(row["session_id"], []).append((row["session_seq"] or 0, row["t"], row["url_path"]))
+        return [[path for _, _, path in sorted(events, key=lambda e: (e[0], e[1]))]
+                for events in by_session.values()]
+
+    def entry_pages(self, since: str = "24h", until: str | None = None, traffic: str = "human",
+                    limit: int = 10, filters: Mapping[str, str] | None = None,
+                    max_rows: int = MAX_SEQUENCE_ROWS) -> list[dict[str, Any]]:
+        """Pages sessions start on (their first page view in the window): sessions, their share
+        of all sessions with a page view, and the bounce rate (sessions of that single page view)."""
+        sequences = self._page_sequences(self._where(since, until, traffic, filters=filters), max_rows)
+        entries = collections.Counter(seq[0] for seq in sequences)
+        bounces = collections.Counter(seq[0] for seq in sequences if len(seq) == 1)
+        return [{"url_path": page, "sessions": n, "share": n / len(sequences), "bounce_rate": bounces[page] / n}
+                for page, n in _ranked(entries, limit)]
+
+    def exit_pages(self, since: str = "24h", until: str | None = None, traffic: str = "human",
+                   limit: int = 10, filters: Mapping[str, str] | None = None,
+                   max_rows: int = MAX_SEQUENCE_ROWS) -> list[dict[str, Any]]:
+        """Pages sessions end on (their last page view in the window; an open session's latest
+        counts): sessions, their share of all sessions with a page view, and the exit rate
+        (exits per view of that page)."""
+        sequences = self._page_sequences(self._where(since, until, traffic, filters=filters), max_rows)
+        exits = collections.Counter(seq[-1] for seq in sequences)
+        views = collections.Counter(page for seq in sequences for page in seq)
+        return [{"url_path": page, "sessions": n, "share": n / len(sequences), "exit_rate": n / views[page]}
+                for page, n in _ranked(exits, limit)]
+
+    def paths(self, page: str, since: str = "24h", until: str | None = None, traffic: str = "human",
+              limit: int = 10, filters: Mapping[str, str] | None = None,
+              max_rows: int = MAX_SEQUENCE_ROWS) -> list[dict[str, Any]]:
+        """Where visitors come from before a view of ``page`` and go after it: the page viewed
+        just before (``previous``; None = the session started there) and just after (``next``;
+        None = the session ended there, so far), each with the count and share of the page's
+        views; the ``limit`` most frequent of each direction.
+
+        Reads the page views of the sessions that viewed ``page`` in the window and follows
+        them in order; more than ``max_rows`` such page views raise rather than truncate.
+        """
+        where = self._where(since, until, traffic, filters=filters)
+        viewed = (f"session_id IN (SELECT session_id FROM {self.clicks} WHERE {where} "
+                  f"AND event_type = 'pageView' AND url_path = {value(page, 'page')})")
+        before: collections.Counter[str | None] = collections.Counter()
+        after: collections.Counter[str | None] = collections.Counter()
+        for seq in self._page_sequences(f"{where} AND {viewed}", max_rows):
+            for i, path in enumerate(seq):
+                if path == page:
+                    before[seq[i - 1] if i else None] += 1
+                    after[seq[i + 1] if i + 1 < len(seq) else None] += 1
+        views = sum(before.values())
+        return [{"direction": direction, "url_path": path, "page_views": n, "share": n / views}
+                for direction, counts in (("previous", before), ("next", after))
+                for path, n in _ranked(counts, limit)]
+
 REPORTS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "live": Reports.live,
     "traffic": Reports.traffic,
@@ -297,7 +614,18 @@ REPORTS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "bot-reasons": Reports.bot_reasons,
     "sessions": Reports.sessions,
     "funnel": Reports.funnel,
+    "compare": Reports.compare,
+    "goals": Reports.goals,
+    "retention": Reports.retention,
+    "entry-pages": Reports.entry_pages,
+    "exit-pages": Reports.exit_pages,
+    "paths": Reports.paths,
 }
+
+
+def _ranked(counts: "collections.Counter[Any]", limit: int) -> list[tuple[Any, int]]:
+    """The ``limit`` most frequent items, ties in a stable order (by their text)."""
+    return sorted(counts.items(), key=lambda item: (-item[1], str(item[0])))[:int(limit)]
 
 
 class UnknownReport(KeyError):

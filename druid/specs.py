@@ -37,6 +37,7 @@ _DIMENSION_AVRO = {
     "float": {"float", "double", "int", "long"},
     "boolean": {"boolean"},
     "url": {"string"},
+    "json": {"map", "record", "array"},
 }
 _NUMERIC = {"int", "long", "float", "double"}
 # Metric type -> Avro primitive types its field may have (None: takes no field).

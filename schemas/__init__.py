@@ -29,14 +29,17 @@ from __future__ import annotations
 import functools
 import io
 import json
+import struct
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Iterable, Mapping, cast
+from typing import Any, Callable, Iterable, Mapping, cast
 
 import fastavro
 import orjson
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from schemas.encoder import compile_record
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 HEADER_NAME = "schema"
@@ -135,6 +138,20 @@ def encode(schema: Schema, record: Mapping[str, Any]) -> bytes:
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
         raise SchemaError(f"record does not fit {schema.name}: {exc}") from exc
     return buf.getvalue()
+
+
+def encoder(schema: Schema) -> Callable[[Mapping[str, Any]], bytes]:
+    """:func:`encode` for the record schema ``schema``, compiled once (:mod:`schemas.encoder`):
+    the same bytes at a fraction of the cost, for a writer of many records."""
+    write = compile_record(schema.source)
+
+    def encode_compiled(record: Mapping[str, Any]) -> bytes:
+        try:
+            return write(record)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, struct.error) as exc:
+            raise SchemaError(f"record does not fit {schema.name}: {exc!r}") from exc
+
+    return encode_compiled
 
 
 def versions(name: str) -> list[Schema]:

@@ -33,7 +33,7 @@ ROOT = "click_stream"  # the folder inside the zip, as Superset's export names o
 DASHBOARD_SLUG = "click-stream"
 # Druid SQL types of the declaration's dimension types (see druid/datasources.toml).
 _SQL_TYPES = {"string": "VARCHAR", "boolean": "VARCHAR", "url": "VARCHAR", "long": "BIGINT", "double": "DOUBLE",
-              "float": "FLOAT"}
+              "float": "FLOAT", "json": "COMPLEX<json>"}
 
 
 def sqlalchemy_uri(broker_url: str) -> str:
@@ -48,8 +48,9 @@ def columns(ds: Datasource) -> list[dict[str, Any]]:
     entries = [{"column_name": "__time", "is_dttm": True, "type": "TIMESTAMP", "groupby": True, "filterable": True}]
     dimensions = dict(ds.dimensions)
     dimensions.update({ds.map_dimension(f, k): "string" for f, keys in ds.maps.items() for k in keys})
-    entries += [{"column_name": name, "is_dttm": False, "type": _SQL_TYPES[kind], "groupby": True,
-                 "filterable": True} for name, kind in dimensions.items()]
+    # A nested (json) column is read with JSON_VALUE in SQL; it cannot be grouped or filtered as is.
+    entries += [{"column_name": name, "is_dttm": False, "type": _SQL_TYPES[kind], "groupby": kind != "json",
+                 "filterable": kind != "json"} for name, kind in dimensions.items()]
     return entries
 
 

@@ -1,18 +1,18 @@
-"""HTTP behaviour of every endpoint, through Falcon's WSGI test client."""
+"""HTTP behaviour of every endpoint, through Falcon's test client (ASGI)."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
-import io
 import json
 import time
 
-import falcon.testing
 import pytest
 from collector_support import make_client
 
 from clickpipe.topics import partition_for
 from collector.intake import GIF
+from tests.support import asgi
 
 JSON = {"Content-Type": "application/json"}
 
@@ -55,10 +55,10 @@ def test_party_cookie_flags_and_reuse(collector):
 def test_cookie_is_secure_over_https_and_domain_applied_only_inside_it():
     client, _, sink = make_client({"CLICKPIPE_COLLECTOR_COOKIE_DOMAIN": "shop.example"})
     r = client.simulate_post(
-        "/events", body="[{}]", headers={**JSON, "Host": "c.shop.example"}, protocol="https"
+        "/events", body="[{}]", headers=JSON, host="c.shop.example", protocol="https"
     )
     assert r.cookies["_cpp"].secure and r.cookies["_cpp"].domain in ("shop.example", ".shop.example")
-    r = client.simulate_post("/events", body="[{}]", headers={**JSON, "Host": "other.example"})
+    r = client.simulate_post("/events", body="[{}]", headers=JSON, host="other.example")
     assert r.cookies["_cpp"].domain in (None, "")
     sink.close(0)
 
@@ -93,12 +93,35 @@ def test_unreadable_batches_get_a_clear_4xx(collector, body, headers, status, er
 
 def test_oversized_body_without_content_length_is_413(collector):
     client, _ = collector
-    env = falcon.testing.create_environ(path="/events", method="POST", headers={**JSON, "Transfer-Encoding": "chunked"})
-    env.pop("CONTENT_LENGTH", None)
-    env["wsgi.input"] = io.BytesIO(b'["' + b"x" * 300_000 + b'"]')
-    start = falcon.testing.StartResponseMock()
-    body = b"".join(client.app(env, start))
-    assert start.status.startswith("413") and json.loads(body)["error"] == "too_large"
+    request = asgi.scope("POST", "/events", headers={**JSON, "Transfer-Encoding": "chunked"})
+    body = b'["' + b"x" * 300_000 + b'"]'
+    chunks = [body[i:i + 65536] for i in range(0, len(body), 65536)]
+    status, _, answer = asyncio.run(asgi.call(client.app, request, chunks))
+    assert status == 413 and json.loads(answer)["error"] == "too_large"
+
+
+def test_a_body_slower_than_the_body_timeout_is_408_and_the_connection_closed():
+    client, producer, sink = make_client({"CLICKPIPE_COLLECTOR_BODY_TIMEOUT_MS": "200"})
+
+    async def trickle():
+        messages = [{"type": "http.request", "body": b'[{"event_type": "click"}', "more_body": True}]
+        sent = []
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await asyncio.sleep(3600)  # the rest of the body never comes
+
+        async def send(message):
+            sent.append(message)
+
+        await client.app(asgi.scope("POST", "/events", headers=JSON), receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+    status, headers, answer = asyncio.run(asyncio.wait_for(trickle(), 5))
+    assert status == 408 and json.loads(answer)["error"] == "body_timeout"
+    assert headers[b"connection"] == b"close" and producer.records() == []
+    sink.close(0)
 
 
 def test_all_invalid_is_400_with_reasons(collector):

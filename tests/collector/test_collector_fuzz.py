@@ -8,7 +8,7 @@ match the description.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import schemathesis
 from collector_support import make_client
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
-from collector.intake import GIF
+from collector.intake import GIF, MAX_QUERY_FIELDS, query_pairs
 
 SPEC = Path(__file__).resolve().parents[2] / "collector" / "openapi.yaml"
 
@@ -66,3 +66,19 @@ def test_any_query_to_the_image_endpoints_answers_the_gif(pairs):
     for path in ("/csc-event", "/p.gif"):
         r = _client.simulate_get(path, query_string=query)
         assert r.status_code == 200 and r.content == GIF
+
+
+QUERY_PIECES = st.sampled_from(["a", "b", "=", "&", "%", "+", "%2", "%41", "%FF", "%e2%82%ac", "%E2%82", "é", " ",
+                                ";", "%zz", "params.x"])
+
+
+@given(st.lists(QUERY_PIECES, max_size=30).map("".join) | st.text(max_size=60))
+@settings(max_examples=500, deadline=None)
+def test_query_pairs_are_those_of_the_standard_library(query):
+    assert query_pairs(query) == parse_qsl(query, keep_blank_values=True)
+
+
+def test_too_many_query_fields_are_refused_like_the_standard_library():
+    query = "&".join(["a=1"] * MAX_QUERY_FIELDS)
+    assert query_pairs(query) == parse_qsl(query, max_num_fields=MAX_QUERY_FIELDS)
+    assert query_pairs(query + "&b=2") is None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import signal
+import time
 import uuid
 from urllib.parse import urlencode
 
@@ -32,10 +35,11 @@ def test_every_endpoint_reaches_the_raw_topic_in_the_partition_of_its_party(live
     run = uuid.uuid4().hex[:8]
     sent: dict[str, tuple[str | None, str]] = {}  # event id -> (party id or None if cookie, source)
 
-    # batch from a server: explicit party ids
+    # batch from a server: explicit party ids; with no trusted proxy (the default) a forged
+    # X-Forwarded-For must change nothing: the server itself must not apply it either
     batch = [{"party_id": f"srv-{run}-{i % 3}", "event_id": f"b-{run}-{i:03d}", "event_type": "order"}
              for i in range(N)]
-    r = requests.post(server.url + "/events", json=batch, timeout=10)
+    r = requests.post(server.url + "/events", json=batch, timeout=10, headers={"X-Forwarded-For": "203.0.113.9"})
     assert r.status_code == 200 and r.json() == {"accepted": N, "rejected": []}
     sent.update({e["event_id"]: (e["party_id"], "batch") for e in batch})
 
@@ -117,6 +121,46 @@ def test_sigterm_flushes_everything_accepted(stack):
         assert server.stop() == 0
         assert len({r["event_id"] for r in topic.records(accepted)}) == accepted == 1000
         assert "flushed Kafka producer (0 events left)" in server.output()
+    finally:
+        server.stop()
+        topic.delete()
+
+
+def test_sighup_replaces_the_workers_and_loses_nothing(stack):
+    """gunicorn's graceful reload: new workers start, the old ones drain and flush their sinks,
+    and a client sending all along loses no accepted event."""
+    topic = Topic(stack.kafka_bootstrap)
+    server = CollectorProcess({"CLICKPIPE_TOPIC_RAW": topic.name})
+    try:
+        server.wait_ready()
+        session = requests.Session()
+        accepted: list[str] = []
+        sent = itertools.count()
+
+        def post() -> None:
+            batch = [{"party_id": "sighup-party", "event_id": f"sighup-{next(sent):05d}"} for _ in range(10)]
+            try:
+                r = session.post(server.url + "/events", json=batch, timeout=10)
+            except requests.ConnectionError:  # a kept-alive connection to an old worker closed: send anew
+                session.close()
+                return
+            if r.status_code == 200:
+                accepted.extend(e["event_id"] for e in batch[: r.json()["accepted"]])
+
+        for _ in range(30):
+            post()
+        server.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while server.output().count("flushed Kafka producer") < 2 and time.monotonic() < deadline:
+            post()
+            time.sleep(0.05)
+        for _ in range(30):
+            post()
+        assert server.output().count("flushed Kafka producer (0 events left)") == 2  # the old workers
+        assert server.stop() == 0
+        consumed = [r["event_id"] for r in topic.records(len(accepted))]
+        assert server.output().count("Booting worker") == 4  # two at start, two after the reload
+        assert len(accepted) >= 600 and sorted(consumed) == sorted(accepted)
     finally:
         server.stop()
         topic.delete()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -51,14 +52,14 @@ def test_a_sink_refuses_events_for_a_missing_topic_and_never_creates_it(stack):
     try:
         assert sink.ready() == (False, f"topic {name} unavailable")
         with pytest.raises(TopicUnavailable):
-            sink.send([record])
+            asyncio.run(sink.send([record]))
         assert name not in sink._producer.list_topics(timeout=10).topics  # asking did not create it
         topic = Topic(stack.kafka_bootstrap, 3, name)
         deadline = time.monotonic() + 10
         while not sink.ready()[0]:
             assert time.monotonic() < deadline, sink.ready()
             time.sleep(0.2)
-        assert sink.send([record]) == 1
+        assert asyncio.run(sink.send([record])) == 1
         assert sink.close(10) == 0
         [(msg, got)] = topic.consume(1, timeout=30)
         assert got == record and msg.partition() == partition_for(b"party-000001", 3)

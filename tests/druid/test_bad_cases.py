@@ -55,6 +55,15 @@ def test_unknown_report_lists_every_report_name():
     (("traffic", "--since", "yesterday"), "'yesterday' is neither a span"),
     (("traffic", "--granularity", "fortnight"), "unknown granularity 'fortnight'"),
     (("funnel",), "needs --steps"),
+    (("pages", "--filter", "password=x"), "unknown filter field 'password'"),
+    (("pages", "--filter", "page=/' OR '1'='1"), "has a character no value may hold"),
+    (("pages", "--filter", "referrer_source=x; DROP TABLE clicks"), "has a character no value may hold"),
+    (("pages", "--since", "2026-13-01"), "neither a span"),
+    (("compare", "--since", "1h", "--until", "2h"), "the window is empty"),
+    (("paths",), "needs --page"),
+    (("paths", "--page", "/a'--"), "has a character no value may hold"),
+    (("goals", "--goal-event", "signup", "--goal-property", "plan"), "is not key=value"),
+    (("retention", "--weeks", "0"), "weeks must be between 1 and 26"),
 ])
 def test_bad_report_options_are_explained(args, message):
     result = run_cli(private_env(), "report", *args)

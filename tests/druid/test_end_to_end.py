@@ -45,6 +45,12 @@ def _druid_env(run: Run) -> dict[str, str]:
     return private_env(TOPIC_ENRICHED=run.topics["enriched"], TOPIC_SESSIONS=run.topics["sessions"])
 
 
+# Humans who sign up after their page views (a custom event with a plan), and those who arrive
+# from a Google search.
+SIGNUPS = {0: "pro", 3: "free", 6: "pro"}
+FROM_GOOGLE = {1, 2, 5}
+
+
 def _visits() -> list[tuple[str, str, list[str]]]:
     """(party, user agent, pages) per visitor: 10 humans and 3 scripted clients."""
     pages = ["/", "/products", "/products/42", "/cart", "/checkout"]
@@ -66,16 +72,21 @@ def test_events_sent_to_the_collector_are_counted_in_druid(run):
                                       "CLICKPIPE_TOPIC_RAW": run.topics["raw"]})
         try:
             collector.wait_ready()
-            for party, ua, pages in visits:
+            for n, (party, ua, pages) in enumerate(visits):
                 events = [{"party_id": party, "event_id": f"{party}-e{i}", "event_type": "pageView",
                            "location": f"https://shop.example.com{page}"} for i, page in enumerate(pages)]
+                if ua == HUMAN_UA and n in FROM_GOOGLE:
+                    events[0]["referrer"] = "https://www.google.com/search?q=shop"
+                if ua == HUMAN_UA and n in SIGNUPS:
+                    events.append({"party_id": party, "event_id": f"{party}-signup", "event_type": "signup",
+                                   "location": "https://shop.example.com/signup", "params": {"plan": SIGNUPS[n]}})
                 response = requests.post(f"{collector.url}/events", json=events, headers={"User-Agent": ua},
                                          timeout=10)
                 assert response.status_code == 200 and response.json()["accepted"] == len(events), response.text
         finally:
             assert collector.stop() == 0, collector.output()
 
-        total = sum(len(pages) for _, _, pages in visits)
+        total = sum(len(pages) for _, _, pages in visits) + len(SIGNUPS)
         bot_events = sum(len(pages) for _, ua, pages in visits if ua == BOT_UA)
         assert wait_for(lambda: count_rows(client, cfg.druid_clicks_datasource), lambda n: n == total, 120) == total
         assert wait_for(lambda: count_rows(client, cfg.druid_sessions_datasource),
@@ -103,7 +114,26 @@ def test_events_sent_to_the_collector_are_counted_in_druid(run):
         [human_sessions] = reports.sessions(since="1h")
         [all_sessions] = reports.sessions(since="1h", traffic="all")
         assert (human_sessions["sessions"], all_sessions["sessions"]) == (len(humans), len(visits))
-        assert human_sessions["pages_per_session"] == pytest.approx((total - bot_events) / len(humans))
+        assert human_sessions["pages_per_session"] == pytest.approx(sum(views.values()) / len(humans))
+
+        # The analyst's reports over the same events (each visit is one session).
+        sequences = [pages for _, _, pages in humans]
+        assert {r["url_path"]: r["sessions"] for r in reports.entry_pages(since="1h", limit=100)} == {"/": 10}
+        assert {r["url_path"]: r["sessions"] for r in reports.exit_pages(since="1h", limit=100)} == \
+            collections.Counter(seq[-1] for seq in sequences)
+        after = collections.Counter(seq[i + 1] if i + 1 < len(seq) else None
+                                    for seq in sequences for i, page in enumerate(seq) if page == "/products")
+        assert {r["url_path"]: r["page_views"] for r in reports.paths("/products", since="1h", limit=100)
+                if r["direction"] == "next"} == after
+        google = [pages for n, (_, _, pages) in enumerate(humans) if n in FROM_GOOGLE]
+        segment = reports.pages(since="1h", limit=100, filters={"referrer_source": "Google"})
+        assert {r["url_path"]: r["page_views"] for r in segment} == collections.Counter(
+            page for pages in google for page in pages)
+        [goal] = reports.goals(goal_event="signup", goal_property="plan=pro", since="1h")
+        assert (goal["conversions"], goal["converted_visitors"], goal["visitors"]) == (2, 2, len(humans))
+        compared = {r["metric"]: r for r in reports.compare(since="1h")}
+        assert (compared["page_views"]["current"], compared["page_views"]["previous"]) == (sum(views.values()), 0)
+        assert compared["events"]["current"] == total - bot_events
 
 
 PARTIES = 100

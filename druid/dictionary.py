@@ -1,0 +1,129 @@
+"""The data dictionary: every Druid column with its meaning, type and origin, generated from the
+Avro schemas' ``doc`` fields and ``druid/datasources.toml``.
+
+``python -m druid.dictionary > docs/data-dictionary.md`` writes it; tests/druid/test_dictionary.py
+fails while a column's field has no ``doc`` (:func:`problems`) or the file is stale.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import schemas
+from clickpipe.config import load
+from druid.specs import DECLARATION, Datasource, Metric, load_declaration
+
+DEFAULTS = load({})  # datasource names as configured by default, not by this environment
+# Declared dimension type -> the column's type in Druid SQL, and what ingestion does to the value.
+_DIMENSION_TYPES = {
+    "string": ("VARCHAR", ""),
+    "boolean": ("VARCHAR", '"true" or "false"'),
+    "url": ("VARCHAR", "query string and fragment cut off at ingestion"),
+    "long": ("BIGINT", ""),
+    "double": ("DOUBLE", ""),
+    "float": ("FLOAT", ""),
+    "json": ("COMPLEX<json>", "kept whole as a nested column: JSON_VALUE(column, '$.key')"),
+}
+_METRIC_TYPES = {
+    "count": "BIGINT",
+    "longSum": "BIGINT",
+    "doubleSum": "DOUBLE",
+    "countWhere": "BIGINT",
+    "thetaSketch": "COMPLEX<thetaSketch>",
+    "quantilesDoublesSketch": "COMPLEX<quantilesDoublesSketch>",
+}
+
+
+Sources = Mapping[str, list[Mapping[str, Any]]]
+
+
+def _docs(ds: Datasource, sources: Sources | None) -> dict[str, str]:
+    """Field name -> doc, from the current schema version (then older ones for fields it lacks);
+    ``sources``: schema name -> its versions' sources, newest first (default: the known ones)."""
+    docs: dict[str, str] = {}
+    versions = (sources[ds.schema] if sources is not None else
+                [v.source for v in [schemas.current(ds.schema), *schemas.versions(ds.schema)]])
+    for version in versions:
+        for field in version["fields"]:
+            if field.get("doc") and field["name"] not in docs:
+                docs[field["name"]] = field["doc"]
+    return docs
+
+
+def _metric_meaning(metric: Metric, doc: str) -> str:
+    if metric.type == "count":
+        return "Events (ingested rows) rolled up into this row; sum it to count events."
+    what = {
+        "longSum": f"Sum of `{metric.field}`",
+        "doubleSum": f"Sum of `{metric.field}`",
+        "countWhere": f"Events whose `{metric.field}` is {metric.equals}",
+        "thetaSketch": f"Distinct `{metric.field}` values, a theta sketch (APPROX_COUNT_DISTINCT_DS_THETA)",
+        "quantilesDoublesSketch": f"Distribution of `{metric.field}`, a quantiles sketch (APPROX_QUANTILE_DS)",
+    }[metric.type]
+    return f"{what}. {metric.field}: {doc}"
+
+
+def columns(ds: Datasource, sources: Sources | None = None) -> list[dict[str, str]]:
+    """Every column of the datasource: name, type, meaning, origin (field and ingestion)."""
+    docs = _docs(ds, sources)
+    precision = "to the millisecond" if ds.query_granularity == "none" else f"truncated to the {ds.query_granularity}"
+    out = [{"column": "__time", "type": "TIMESTAMP", "meaning": docs.get(ds.timestamp, ""),
+            "origin": f"`{ds.schema}.{ds.timestamp}` (epoch ms), {precision}"}]
+    for name, kind in ds.dimensions.items():
+        sql_type, note = _DIMENSION_TYPES[kind]
+        out.append({"column": name, "type": sql_type, "meaning": docs.get(name, ""),
+                    "origin": f"`{ds.schema}.{name}`" + (f"; {note}" if note else "")})
+    for field, keys in ds.maps.items():
+        for key in keys:
+            out.append({"column": ds.map_dimension(field, key), "type": "VARCHAR",
+                        "meaning": f"Key `{key}` of {field}: {docs.get(field, '')}",
+                        "origin": f"`{ds.schema}.{field}[\"{key}\"]`"})
+    for metric in ds.metrics:
+        doc = docs.get(metric.field, "") if metric.field else "-"
+        out.append({"column": metric.name, "type": _METRIC_TYPES[metric.type],
+                    "meaning": _metric_meaning(metric, doc) if doc else "",
+                    "origin": f"metric {metric.type}" + (f" of `{ds.schema}.{metric.field}`" if metric.field else "")})
+    return out
+
+
+def problems(declaration: Mapping[str, Datasource] | None = None, sources: Sources | None = None) -> list[str]:
+    """Columns whose schema field has no ``doc``: each must say what it means."""
+    declaration = declaration if declaration is not None else load_declaration()
+    return [f"[{ds.key}] column {c['column']!r}: its field has no doc in schemas/ ({ds.schema})"
+            for ds in declaration.values() for c in columns(ds, sources) if not c["meaning"]]
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render(declaration: Mapping[str, Datasource] | None = None) -> str:
+    """The dictionary as Markdown."""
+    declaration = declaration if declaration is not None else load_declaration()
+    lines = [
+        "# Data dictionary",
+        "",
+        "<!-- Generated by `python -m druid.dictionary > docs/data-dictionary.md` from the `doc` of each",
+        f"     field in schemas/*.avsc and from druid/{DECLARATION.name}; do not edit by hand. -->",
+        "",
+        "Every column of the Druid datasources: its meaning (the schema field's `doc`), its type in",
+        "Druid SQL and where it comes from. Rows are rolled up: identical dimension values in the",
+        "same query-granularity bucket become one row, so count events with `SUM(\"count\")`, never",
+        "`COUNT(*)`. Boolean fields are strings `\"true\"` / `\"false\"`.",
+    ]
+    for ds in declaration.values():
+        lines += ["", f"## {ds.key} (datasource `{ds.name(DEFAULTS)}`, schema `{ds.schema}`)", "",
+                  schemas.current(ds.schema).source.get("doc", ""), "",
+                  f"Segment granularity {ds.segment_granularity}, query granularity {ds.query_granularity}, "
+                  f"rollup {'on' if ds.rollup else 'off'}.", "",
+                  "| column | type | meaning | origin |", "|---|---|---|---|"]
+        lines += [f"| `{c['column']}` | {c['type']} | {_cell(c['meaning'])} | {_cell(c['origin'])} |"
+                  for c in columns(ds)]
+        if ds.excluded:
+            lines += ["", "Fields not ingested:", "", "| field | why |", "|---|---|"]
+            lines += [f"| `{field}` | {_cell(why)} |" for field, why in ds.excluded.items()]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")
