@@ -76,19 +76,20 @@ class SupersetProcess:
         self.cfg = load(env)
         self.url = f"http://{self.cfg.superset_host}:{self.cfg.superset_port}"
         self.log = log
+        self.started = time.monotonic()
         proc_env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLICKPIPE_")}, **env}
         with open(log, "wb") as out:
             self.proc = subprocess.Popen([sys.executable, "-m", "commands.cli", "superset"], cwd=ROOT, env=proc_env,
                                          stdout=out, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float) -> float:
-        """Seconds until /health answers; fails with the log's tail if the process exits first."""
-        started = time.monotonic()
-        while time.monotonic() - started < timeout:
+        """Seconds from the process's start until /health answers; fails with the log's tail if the
+        process exits first."""
+        while time.monotonic() - self.started < timeout:
             assert self.proc.poll() is None, f"clickpipe superset exited:\n{self.log.read_text()[-4000:]}"
             try:
                 if requests.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return time.monotonic() - started
+                    return time.monotonic() - self.started
             except requests.RequestException:
                 pass
             time.sleep(1)
@@ -204,6 +205,9 @@ def test_provisioned_dashboard_renders_every_chart_with_the_reports_figures(stac
                 humans = sum(1 for _, ua, _, _ in visits if ua != BOT_UA)
                 [retention] = [c for c in charts if c["title"].startswith("Retention")]
                 assert [row[1:] for row in retention["rows"]] == [["0", str(humans), str(humans), "100.0%"]]
+                [cohort] = queries.Reports(cfg).retention(weeks=1)
+                assert (retention["rows"][0][0][:10], retention["rows"][0][2]) == (cohort["cohort"],
+                                                                                 str(cohort["visitors"]))
                 _provision_again(superset_env, superset.url, credentials)
                 print(f"\n[superset] install {cache_warm:.0f} s (0 when cached), server ready {ready_s:.0f} s after "
                       f"start, RSS {superset.rss_mb():.0f} MB, test {time.monotonic() - started:.0f} s")
