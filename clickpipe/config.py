@@ -360,6 +360,23 @@ class Settings:
     dashboard_refresh_seconds: int = _setting(
         "CLICKPIPE_DASHBOARD_REFRESH_SECONDS", "5", "how often the page reloads its numbers", unit="seconds", minimum=1)
 
+    superset_version: str = _setting(
+        "CLICKPIPE_SUPERSET_VERSION", "5.0.0",
+        "Apache Superset release installed into its own environment under the cache directory "
+        "(superset/requirements-<version>.txt pins its dependencies)", section="Superset")
+    superset_host: str = _setting("CLICKPIPE_SUPERSET_HOST", "127.0.0.1", "bind address of Superset")
+    superset_port: int = _setting("CLICKPIPE_SUPERSET_PORT", "8088", "bind port of Superset", minimum=1)
+    superset_home: Path = _setting(
+        "CLICKPIPE_SUPERSET_HOME", "$CLICKPIPE_STATE_DIR/superset",
+        "Superset's metadata database, generated secret key and admin credentials (owner-only)")
+    superset_funnel_pages: tuple[str, ...] = _setting(
+        "CLICKPIPE_SUPERSET_FUNNEL_PAGES", "/,/cart,/checkout",
+        "comma-separated URL paths, in order, of the provisioned dashboard's funnel",
+        parse=lambda raw: tuple(_items(raw)))
+    superset_start_timeout_seconds: int = _setting(
+        "CLICKPIPE_SUPERSET_START_TIMEOUT", "180", "longest `clickpipe superset` waits for Superset to answer",
+        unit="seconds", minimum=1)
+
     pipeline_app_id: str = _setting(
         "CLICKPIPE_PIPELINE_APP_ID", "clickpipe-pipeline", "Faust app id: consumer group and changelog topic prefix",
         section="Pipeline")

@@ -187,7 +187,8 @@ def _up(args: argparse.Namespace) -> int:
     from commands.launcher import Launcher
     from stack.manager import StackError
 
-    launcher = Launcher(settings, workers=args.workers, simulate=not args.no_simulate, rate=args.rate)
+    launcher = Launcher(settings, workers=args.workers, simulate=not args.no_simulate, rate=args.rate,
+                        superset=args.superset)
     try:
         if args.detach:
             launcher.up()
@@ -217,6 +218,35 @@ def _dashboard(args: argparse.Namespace) -> NoReturn:
     _become_python("gunicorn", "--config", "python:dashboard.gunicorn_conf")
 
 
+def _superset(args: argparse.Namespace) -> int:
+    """Provision Superset (installing it once) and/or become its server."""
+    from clickpipe.config import settings
+    from superset_setup.home import Home
+    from superset_setup.install import SupersetError
+    from superset_setup.provision import provision, server_command, server_env
+
+    try:
+        if args.action in ("run", "provision"):
+            credentials = provision(settings)
+            where = Home(settings).credentials_file
+            if credentials.created:
+                print(f"[superset] admin user {credentials.username!r}, password {credentials.password!r} "
+                      f"(shown once; kept owner-only in {where})")
+            else:
+                print(f"[superset] admin credentials: {where}")
+            print(f"[superset] Click stream dashboard: http://{settings.superset_host}:{settings.superset_port}"
+                  f"/superset/dashboard/click-stream/")
+        if args.action == "provision":
+            return 0
+        if not Home(settings).config.exists():
+            raise SupersetError(f"nothing provisioned in {settings.superset_home}; run `clickpipe superset provision`")
+        command = server_command(settings)
+    except SupersetError as exc:
+        print(f"[superset] error: {exc}", file=sys.stderr)
+        return 1
+    os.execve(command[0], command, server_env(Home(settings)))
+
+
 def _add_analysis_options(report: argparse.ArgumentParser) -> None:
     """Segments, goals, paths and retention options of `clickpipe report`."""
     from druid.queries import FILTERS
@@ -242,6 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rate", type=float, default=20.0, help="demo traffic, events per second (20)")
     up.add_argument("--no-simulate", action="store_true", help="no demo traffic")
     up.add_argument("--detach", action="store_true", help="return once everything is ready; stop with `down`")
+    up.add_argument("--superset", action="store_true", help="also run Apache Superset with the provisioned "
+                                                            "Click stream dashboard (installed on first use)")
     up.set_defaults(func=_up)
     down = sub.add_parser("down", help="stop everything `clickpipe up` started, and nothing else")
     down.set_defaults(func=_down)
@@ -250,6 +282,12 @@ def build_parser() -> argparse.ArgumentParser:
     collector.set_defaults(func=_collector)
     dashboard = sub.add_parser("dashboard", help="serve the live dashboard (reads Druid)")
     dashboard.set_defaults(func=_dashboard)
+    superset = sub.add_parser("superset", help="Apache Superset on the Druid datasources, with the Click stream "
+                                               "dashboard (installed into its own environment on first use)")
+    superset.add_argument("action", nargs="?", default="run", choices=("run", "provision", "serve"),
+                          help="run: provision, then serve in the foreground (default); provision: install and "
+                               "provision only; serve: serve what is provisioned")
+    superset.set_defaults(func=_superset)
 
     stack = sub.add_parser("stack", help="run the local Kafka + Druid stack")
     stack_sub = stack.add_subparsers(dest="action", required=True)
