@@ -220,7 +220,9 @@ def register(app: faust.App, settings, tables: Tables, metrics: Metrics) -> Enri
 
     @app.on_worker_init.connect  # type: ignore[arg-type]  # mode's signal handler type rejects any plain handler
     def declare_erased_list(sender, **kwargs):
-        erased.ensure_topic(settings.kafka_bootstrap, settings.topic_erased, settings.partitions)
+        erased.ensure_topic(settings.kafka_bootstrap, settings.topic_erased, settings.partitions,
+                            replication=settings.kafka_replication,
+                            min_insync_replicas=settings.kafka_min_insync_replicas)
 
     rebuilding: list[asyncio.Task] = []
 

@@ -31,7 +31,7 @@ def base_app(settings, metrics: Metrics) -> App:
         processing_guarantee="exactly_once",
         autodiscover=False,
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=settings.kafka_replication,
         web_port=settings.pipeline_web_port,
         stream_buffer_maxsize=settings.pipeline_stream_buffer,
         broker_commit_interval=settings.pipeline_commit_interval_ms / 1000,

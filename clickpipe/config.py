@@ -42,7 +42,16 @@ class Setting:
     maximum: int | None = None
     parse: Callable[[str], Any] | None = None
     section: str = ""
+    derive: Callable[[Mapping[str, str]], str] | None = None
     name: str = ""  # the attribute of Settings, taken from the field that declares the setting
+
+    def default_text(self, texts: Mapping[str, str]) -> str:
+        """The default as the variable's text, given the values (as text) of the settings before it.
+
+        ``derive``, when given, computes it (a default no template can say, such as one
+        address per broker); ``default`` then describes it in words for the reference.
+        """
+        return self.derive(texts) if self.derive else Template(self.default).substitute(texts)
 
     def read(self, raw: str) -> Any:
         """The value of ``raw``; :class:`ConfigError` naming the variable if it cannot be used."""
@@ -90,6 +99,18 @@ def _items(raw: str) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def _choice(raw: str, choices: tuple[str, ...]) -> str:
+    if raw not in choices:
+        raise ValueError(f"is not one of {', '.join(choices)}")
+    return raw
+
+
+def _local_brokers(texts: Mapping[str, str]) -> str:
+    """The client addresses of the local stack's brokers (see ``CLICKPIPE_KAFKA_BROKERS``)."""
+    host, port = texts["CLICKPIPE_KAFKA_HOST"], int(texts["CLICKPIPE_KAFKA_PORT"])
+    return ",".join(f"{host}:{port + 2 * n}" for n in range(int(texts["CLICKPIPE_KAFKA_BROKERS"])))
+
+
 _PARSERS: dict[Any, Callable[[str], Any]] = {str: str, int: _integer, bool: _boolean, Path: _path}
 
 @dataclass(frozen=True)
@@ -107,9 +128,22 @@ class Settings:
     kafka_port: int = _setting("CLICKPIPE_KAFKA_PORT", "9092", "client listener of the local broker", minimum=1)
     kafka_controller_port: int = _setting(
         "CLICKPIPE_KAFKA_CONTROLLER_PORT", "9093", "KRaft controller listener of the local broker", minimum=1)
+    kafka_brokers: int = _setting(
+        "CLICKPIPE_KAFKA_BROKERS", "1",
+        "brokers of the local stack (`clickpipe stack up --kafka-brokers N`); broker n listens on "
+        "CLICKPIPE_KAFKA_PORT + 2(n-1) and CLICKPIPE_KAFKA_CONTROLLER_PORT + 2(n-1), and all are KRaft voters",
+        unit="brokers", minimum=1, maximum=9)
     kafka_bootstrap: str = _setting(
-        "CLICKPIPE_KAFKA_BOOTSTRAP", "$CLICKPIPE_KAFKA_HOST:$CLICKPIPE_KAFKA_PORT",
-        "bootstrap servers of every client, comma-separated host:port")
+        "CLICKPIPE_KAFKA_BOOTSTRAP", "$CLICKPIPE_KAFKA_HOST:$CLICKPIPE_KAFKA_PORT, one per local broker",
+        "bootstrap servers of every client, comma-separated host:port", derive=_local_brokers)
+    kafka_replication: int = _setting(
+        "CLICKPIPE_KAFKA_REPLICATION", "min($CLICKPIPE_KAFKA_BROKERS, 3)",
+        "replicas of every topic the project creates, of consumer offsets and of the transaction log",
+        unit="replicas", minimum=1, derive=lambda t: str(min(int(t["CLICKPIPE_KAFKA_BROKERS"]), 3)))
+    kafka_min_insync_replicas: int = _setting(
+        "CLICKPIPE_KAFKA_MIN_INSYNC_REPLICAS", "max($CLICKPIPE_KAFKA_REPLICATION - 1, 1)",
+        "replicas that must have a write before it is acknowledged (acks=all), for the same topics",
+        unit="replicas", minimum=1, derive=lambda t: str(max(int(t["CLICKPIPE_KAFKA_REPLICATION"]) - 1, 1)))
     kafka_heap: str = _setting("CLICKPIPE_KAFKA_HEAP", "512m", "JVM heap of the local broker, as -Xmx takes it")
 
     topic_raw: str = _setting(
@@ -130,6 +164,26 @@ class Settings:
     partitions: int = _setting(
         "CLICKPIPE_PARTITIONS", "4",
         "partitions of every pipeline topic; bounds the number of workers that share the work", minimum=1)
+    # Retention and compression, applied at creation and by `clickpipe stack topics`
+    # (docs/capacity.md): the raw topic is the pipeline's history (`clickpipe replay` reads it),
+    # the outputs only need to outlive a Druid outage, changelogs are compacted (latest value
+    # per key). The worker writes uncompressed JSON rows; brokers storing them lz4 need 7x
+    # less disk for them (bench/disk_usage.py, docs/benchmarks.md "Disk use"), but the kill -9
+    # fault test has not yet passed with it (same section), so it is not the default.
+    topic_raw_retention_hours: int = _setting(
+        "CLICKPIPE_TOPIC_RAW_RETENTION_HOURS", "720", "how long the raw topic keeps events (-1: forever)",
+        unit="hours", minimum=-1)
+    topic_output_retention_hours: int = _setting(
+        "CLICKPIPE_TOPIC_OUTPUT_RETENTION_HOURS", "168",
+        "how long the enriched and sessions topics keep rows Druid reads (-1: forever)", unit="hours", minimum=-1)
+    topic_compression: str = _setting(
+        "CLICKPIPE_TOPIC_COMPRESSION", "producer",
+        "compression.type of every topic the project creates, how brokers store it: producer (as sent: the "
+        "collector sends lz4, the worker uncompressed), lz4, zstd, gzip, snappy or uncompressed",
+        parse=lambda raw: _choice(raw, ("producer", "lz4", "zstd", "gzip", "snappy", "uncompressed")))
+    topic_dead_letters_retention_hours: int = _setting(
+        "CLICKPIPE_TOPIC_DEAD_LETTERS_RETENTION_HOURS", "336",
+        "how long the dead-letter topic keeps what the pipeline rejected (-1: forever)", unit="hours", minimum=-1)
 
     druid_host: str = _setting(
         "CLICKPIPE_DRUID_HOST", "127.0.0.1", "address every local Druid service binds", section="Druid")
@@ -178,6 +232,23 @@ class Settings:
     druid_supervisor_period: str = _setting(
         "CLICKPIPE_DRUID_SUPERVISOR_PERIOD", "PT30S", "period of a supervisor's management loop",
         unit="ISO 8601 period")
+    druid_clicks_retention_days: int = _setting(
+        "CLICKPIPE_DRUID_CLICKS_RETENTION_DAYS", "400",
+        "clicks newer than this are served; older segments are dropped (0: keep forever)", unit="days", minimum=0)
+    druid_sessions_retention_days: int = _setting(
+        "CLICKPIPE_DRUID_SESSIONS_RETENTION_DAYS", "400",
+        "sessions newer than this are served; older segments are dropped (0: keep forever)", unit="days", minimum=0)
+    druid_segment_replicas: int = _setting(
+        "CLICKPIPE_DRUID_SEGMENT_REPLICAS", "1",
+        "historicals that serve each retained segment (at most the historicals of the tier)",
+        unit="replicas", minimum=1)
+    druid_compaction_skip_offset: str = _setting(
+        "CLICKPIPE_DRUID_COMPACTION_SKIP_OFFSET", "PT2H",
+        "automatic compaction leaves the newest intervals (still being written) alone for this long",
+        unit="ISO 8601 period")
+    druid_compaction_granularity: str = _setting(
+        "CLICKPIPE_DRUID_COMPACTION_GRANULARITY", "DAY",
+        "segment granularity automatic compaction rewrites the hourly streaming segments into")
     druid_query_timeout_seconds: int = _setting(
         "CLICKPIPE_DRUID_QUERY_TIMEOUT", "60", "longest an API call or report query may take",
         unit="seconds", minimum=1)
@@ -282,6 +353,23 @@ class Settings:
     dashboard_port: int = _setting("CLICKPIPE_DASHBOARD_PORT", "8095", "bind port of the live dashboard", minimum=1)
     dashboard_refresh_seconds: int = _setting(
         "CLICKPIPE_DASHBOARD_REFRESH_SECONDS", "5", "how often the page reloads its numbers", unit="seconds", minimum=1)
+
+    superset_version: str = _setting(
+        "CLICKPIPE_SUPERSET_VERSION", "5.0.0",
+        "Apache Superset release installed into its own environment under the cache directory "
+        "(superset/requirements-<version>.txt pins its dependencies)", section="Superset")
+    superset_host: str = _setting("CLICKPIPE_SUPERSET_HOST", "127.0.0.1", "bind address of Superset")
+    superset_port: int = _setting("CLICKPIPE_SUPERSET_PORT", "8088", "bind port of Superset", minimum=1)
+    superset_home: Path = _setting(
+        "CLICKPIPE_SUPERSET_HOME", "$CLICKPIPE_STATE_DIR/superset",
+        "Superset's metadata database, generated secret key and admin credentials (owner-only)")
+    superset_funnel_pages: tuple[str, ...] = _setting(
+        "CLICKPIPE_SUPERSET_FUNNEL_PAGES", "/,/cart,/checkout",
+        "comma-separated URL paths, in order, of the provisioned dashboard's funnel",
+        parse=lambda raw: tuple(_items(raw)))
+    superset_start_timeout_seconds: int = _setting(
+        "CLICKPIPE_SUPERSET_START_TIMEOUT", "180", "longest `clickpipe superset` waits for Superset to answer",
+        unit="seconds", minimum=1)
 
     pipeline_app_id: str = _setting(
         "CLICKPIPE_PIPELINE_APP_ID", "clickpipe-pipeline", "Faust app id: consumer group and changelog topic prefix",
@@ -393,6 +481,14 @@ class Settings:
     rocksdb_max_open_files: int = _setting(
         "CLICKPIPE_ROCKSDB_MAX_OPEN_FILES", "256", "open files per table partition database (-1: no limit)",
         unit="files", minimum=-1)
+    replay_dir: Path = _setting(
+        "CLICKPIPE_REPLAY_DIR", "$CLICKPIPE_STATE_DIR/replay",
+        "work directory of `clickpipe replay`: checkpoints and the replayed rows, which Druid's indexer reads "
+        "(it must see the same path)", section="Replay")
+    replay_checkpoint_events: int = _setting(
+        "CLICKPIPE_REPLAY_CHECKPOINT_EVENTS", "20000",
+        "events a replay processes between checkpoints (a resumed replay redoes at most this many)",
+        unit="events", minimum=1)
 
     privacy_party_salt: str = _setting(
         "CLICKPIPE_PRIVACY_PARTY_SALT", "",
@@ -437,7 +533,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     texts: dict[str, str] = {}  # by variable: the value as text, for defaults that refer to it
     for s in SETTINGS:
         raw = env.get(s.variable)
-        value = s.read(Template(s.default).substitute(texts) if raw is None else raw)
+        value = s.read(s.default_text(texts) if raw is None else raw)
         values[s.name] = value
         texts[s.variable] = str(value)
     return Settings(**values)
@@ -472,7 +568,7 @@ def reference() -> str:
     ]
     defaults: dict[str, str] = {}
     for s in SETTINGS:
-        defaults[s.variable] = Template(s.default).substitute(defaults)
+        defaults[s.variable] = s.default_text(defaults)
         if s.section:
             lines += ["", f"## {s.section}", "",
                       "| Variable | Default | Unit | Bounds | Meaning | Attribute |", "|---|---|---|---|---|---|"]

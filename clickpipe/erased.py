@@ -24,8 +24,10 @@ from clickpipe.topics import ensure_topics
 TOPIC_CONFIG = {"cleanup.policy": "compact"}
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60) -> None:
-    ensure_topics(bootstrap, [topic], partitions, TOPIC_CONFIG, timeout=timeout)
+def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 60, replication: int = 1,
+                 min_insync_replicas: int = 1) -> None:
+    ensure_topics(bootstrap, [topic], partitions, {**TOPIC_CONFIG, "min.insync.replicas": str(min_insync_replicas)},
+                  timeout=timeout, replication=replication)
 
 
 def record(bootstrap: str, topic: str, party_digest: str, erased_at_ms: int, timeout: float = 30) -> None:

@@ -14,9 +14,9 @@ from clickpipe.formatting import render
 
 
 def _stack(args: argparse.Namespace) -> int:
-    from clickpipe.config import settings
     from stack.manager import StackError, StackManager
 
+    settings = _stack_settings(args)
     manager = StackManager(settings)
     try:
         if args.action == "up":
@@ -47,6 +47,16 @@ def _stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stack_settings(args: argparse.Namespace):
+    """The settings, with ``--kafka-brokers N`` standing for CLICKPIPE_KAFKA_BROKERS=N (so the
+    derived bootstrap list, replication and min.insync.replicas follow it)."""
+    from clickpipe.config import load, settings
+
+    if args.kafka_brokers is None:
+        return settings
+    return load({**os.environ, "CLICKPIPE_KAFKA_BROKERS": str(args.kafka_brokers)})
+
+
 def _prune(settings) -> None:
     from stack import jars
 
@@ -69,7 +79,7 @@ def _worker(args: argparse.Namespace) -> NoReturn:
 
 def _druid(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
-    from druid import supervisors
+    from druid import retention, supervisors
     from druid.client import DruidClient, DruidError
     from druid.specs import DeclarationError
 
@@ -77,6 +87,7 @@ def _druid(args: argparse.Namespace) -> int:
     try:
         if args.action == "apply":
             print(render(supervisors.apply(client, settings)))
+            print(render(retention.apply(client, settings)))
         elif args.action == "status":
             rows = supervisors.status(client, settings)
             print(supervisors.render_status(rows, args.format))
@@ -156,6 +167,27 @@ def _geoip(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from clickpipe.config import settings
+    from druid.queries import parse_time
+    from replay.plan import PlanError, ReplayError
+    from replay.run import replay
+
+    try:
+        since = parse_time(args.since)
+        until = parse_time(args.until) if args.until else None
+        counts = replay(settings, since, until, restart=args.restart, show_progress=not args.no_progress,
+                        keep_rows=args.keep_rows)
+    except (ValueError, PlanError) as exc:
+        print(f"[replay] {exc}", file=sys.stderr)
+        return 2
+    except ReplayError as exc:
+        print(f"[replay] error: {exc} (run the same command again to resume)", file=sys.stderr)
+        return 1
+    print(render([{"counter": k, "value": v} for k, v in sorted(counts.items())]))
+    return 0
+
+
 def _privacy(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from druid.client import DruidError
@@ -197,7 +229,8 @@ def _up(args: argparse.Namespace) -> int:
     from commands.launcher import Launcher
     from stack.manager import StackError
 
-    launcher = Launcher(settings, workers=args.workers, simulate=not args.no_simulate, rate=args.rate)
+    launcher = Launcher(settings, workers=args.workers, simulate=not args.no_simulate, rate=args.rate,
+                        superset=args.superset)
     try:
         if args.detach:
             launcher.up()
@@ -227,6 +260,35 @@ def _dashboard(args: argparse.Namespace) -> NoReturn:
     _become_python("gunicorn", "--config", "python:dashboard.gunicorn_conf")
 
 
+def _superset(args: argparse.Namespace) -> int:
+    """Provision Superset (installing it once) and/or become its server."""
+    from clickpipe.config import settings
+    from superset_setup.home import Home
+    from superset_setup.install import SupersetError
+    from superset_setup.provision import provision, server_command, server_env
+
+    try:
+        if args.action in ("run", "provision"):
+            credentials = provision(settings)
+            where = Home(settings).credentials_file
+            if credentials.created:
+                print(f"[superset] admin user {credentials.username!r}, password {credentials.password!r} "
+                      f"(shown once; kept owner-only in {where})")
+            else:
+                print(f"[superset] admin credentials: {where}")
+            print(f"[superset] Click stream dashboard: http://{settings.superset_host}:{settings.superset_port}"
+                  f"/superset/dashboard/click-stream/")
+        if args.action == "provision":
+            return 0
+        if not Home(settings).config.exists():
+            raise SupersetError(f"nothing provisioned in {settings.superset_home}; run `clickpipe superset provision`")
+        command = server_command(settings)
+    except SupersetError as exc:
+        print(f"[superset] error: {exc}", file=sys.stderr)
+        return 1
+    os.execve(command[0], command, server_env(Home(settings)))
+
+
 def _add_analysis_options(report: argparse.ArgumentParser) -> None:
     """Segments, goals, paths and retention options of `clickpipe report`."""
     from druid.queries import FILTERS
@@ -252,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rate", type=float, default=20.0, help="demo traffic, events per second (20)")
     up.add_argument("--no-simulate", action="store_true", help="no demo traffic")
     up.add_argument("--detach", action="store_true", help="return once everything is ready; stop with `down`")
+    up.add_argument("--superset", action="store_true", help="also run Apache Superset with the provisioned "
+                                                            "Click stream dashboard (installed on first use)")
     up.set_defaults(func=_up)
     down = sub.add_parser("down", help="stop everything `clickpipe up` started, and nothing else")
     down.set_defaults(func=_down)
@@ -260,6 +324,12 @@ def build_parser() -> argparse.ArgumentParser:
     collector.set_defaults(func=_collector)
     dashboard = sub.add_parser("dashboard", help="serve the live dashboard (reads Druid)")
     dashboard.set_defaults(func=_dashboard)
+    superset = sub.add_parser("superset", help="Apache Superset on the Druid datasources, with the Click stream "
+                                               "dashboard (installed into its own environment on first use)")
+    superset.add_argument("action", nargs="?", default="run", choices=("run", "provision", "serve"),
+                          help="run: provision, then serve in the foreground (default); provision: install and "
+                               "provision only; serve: serve what is provisioned")
+    superset.set_defaults(func=_superset)
 
     stack = sub.add_parser("stack", help="run the local Kafka + Druid stack")
     stack_sub = stack.add_subparsers(dest="action", required=True)
@@ -277,6 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("service", help="kafka, zookeeper, druid-coordinator, druid-broker, ...")
     logs.add_argument("-n", "--lines", type=int, default=50)
     logs.add_argument("-f", "--follow", action="store_true")
+    for action_parser in stack_sub.choices.values():
+        action_parser.add_argument(
+            "--kafka-brokers", type=int, choices=range(1, 10), metavar="N",
+            help="Kafka brokers of the stack, 1-9 (default: CLICKPIPE_KAFKA_BROKERS, 1); 3 gives every topic 3 "
+                 "replicas and min.insync.replicas 2; export CLICKPIPE_KAFKA_BROKERS=N for the other commands, "
+                 "so their clients list every broker")
     stack.set_defaults(func=_stack)
 
     ipranges = sub.add_parser("ipranges", help="published IP ranges of crawlers and clouds (bot verification)")
@@ -300,7 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     druid = sub.add_parser("druid", help="Druid ingestion: supervisors of the clicks and sessions datasources")
     druid_sub = druid.add_subparsers(dest="action", required=True)
-    druid_sub.add_parser("apply", help="submit the specs derived from the schemas; unchanged ones are not resubmitted")
+    druid_sub.add_parser("apply", help="submit the specs derived from the schemas, then set each datasource's "
+                                       "retention rules and automatic compaction; unchanged ones are not resubmitted")
     druid_status = druid_sub.add_parser("status", help="state, lag, unparseable rows, latest parse exceptions and "
                                                        "last error of each supervisor (exit 3 unless all run)")
     druid_status.add_argument("--format", choices=("table", "json", "csv"), default="table")
@@ -327,6 +404,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analysis_options(report)
     report.add_argument("--format", choices=("table", "json", "csv"), default="table")
     report.set_defaults(func=_report)
+
+    replay = sub.add_parser(
+        "replay", help="re-run the pipeline (current settings and steps) over the raw topic's history and "
+                       "replace a time range of the datasources atomically; resumes where a killed run stopped",
+        description="The range is widened to whole segments (UTC days by default) and must end at least "
+                    "CLICKPIPE_SESSION_CAP_SECONDS + CLICKPIPE_SESSION_GAP_SECONDS ago. See docs/replay.md.")
+    replay.add_argument("--from", dest="since", required=True, metavar="TIME",
+                        help="range start: ISO 8601 time (2026-11-20T00:00:00Z) or span back from now (7d)")
+    replay.add_argument("--to", dest="until", metavar="TIME",
+                        help="range end, same forms (the latest end whose rows are final)")
+    replay.add_argument("--restart", action="store_true", help="discard the saved progress of this replay")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    replay.add_argument("--keep-rows", action="store_true",
+                        help="keep the replayed rows (personal data) in the work directory once Druid has them")
+    replay.set_defaults(func=_replay)
 
     privacy = sub.add_parser("privacy", help="privacy requests of one party: export or erase its data "
                                              "(docs/privacy.md)")

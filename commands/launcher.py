@@ -43,13 +43,14 @@ class Component:
 
 class Launcher:
     def __init__(self, settings: Settings, workers: int = 1, simulate: bool = True,
-                 rate: float = 20.0, echo=print):
+                 rate: float = 20.0, echo=print, superset: bool = False):
         self.settings = settings
         self.echo = echo
         self.stack = StackManager(settings, echo=echo)
         self.run_dir = settings.state_dir / "run"
         self.record = self.run_dir / "launched"
         self.options = (workers, simulate, rate)
+        self.superset = superset
         self.components: list[Component] = []
 
     def _components(self, workers: int, simulate: bool, rate: float) -> list[Component]:
@@ -69,6 +70,9 @@ class Launcher:
                      "CLICKPIPE_PIPELINE_WEB_PORT": str(port), **geo_env}, restart=True))
         parts.append(Component("dashboard", cli + ["dashboard"],
                                f"http://{s.dashboard_host}:{s.dashboard_port}/healthz"))
+        if self.superset:
+            parts.append(Component("superset", cli + ["superset", "serve"],
+                                   f"http://{s.superset_host}:{s.superset_port}/health"))
         if simulate:
             parts.append(Component("simulate", cli + ["simulate", "--url", collector_url, "--rate", str(rate),
                                                       "--duration", str(365 * 24 * 3600)]))
@@ -113,6 +117,8 @@ class Launcher:
         self.stack.up()
         self.stack.create_topics()
         self._apply_druid()
+        if self.superset:
+            self._provision_superset()
         self.components = self._components(*self.options)
         for comp in self.components:
             proc = self._process(comp.name)
@@ -128,6 +134,8 @@ class Launcher:
             f"  collector   {s.collector_url}/  (tag: /tag.js, metrics: /metrics)",
             f"  dashboard   http://{s.dashboard_host}:{s.dashboard_port}/",
             f"  Druid       {s.druid_router_url}/  (SQL: {s.druid_broker_url}/druid/v2/sql)",
+            *([f"  Superset    http://{s.superset_host}:{s.superset_port}/superset/dashboard/click-stream/  "
+               f"(admin credentials: {s.superset_home / 'admin-credentials.json'})"] if self.superset else []),
             f"  logs        {s.state_dir / 'logs'}",
             "Stop with Ctrl-C (foreground) or `clickpipe down`.",
         ]))
@@ -144,6 +152,21 @@ class Launcher:
                 self.echo(f"[up] Druid supervisor {row['supervisor']}: {row['outcome']}")
         except DruidError as exc:
             raise StackError(f"applying the Druid supervisors failed: {exc}") from exc
+
+    def _provision_superset(self) -> None:
+        """Install (first time) and provision Superset before its server starts; the credentials
+        are printed once, when generated."""
+        from superset_setup.home import Home
+        from superset_setup.install import SupersetError
+        from superset_setup.provision import provision
+
+        try:
+            credentials = provision(self.settings, self.echo)
+        except SupersetError as exc:
+            raise StackError(f"provisioning Superset failed: {exc}") from exc
+        if credentials.created:
+            self.echo(f"[up] Superset admin {credentials.username!r}, password {credentials.password!r} "
+                      f"(shown once; kept owner-only in {Home(self.settings).credentials_file})")
 
     def _wait(self, comp: Component, proc: ManagedProcess, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout

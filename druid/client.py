@@ -34,6 +34,17 @@ class DruidClient:
             raise DruidError(f"{method} {path} -> HTTP {response.status_code}: {_message(response)}")
         return response.json() if response.content else None
 
+    def get(self, path: str) -> Any:
+        """``GET`` an API path (``/druid/...``); its JSON answer."""
+        return self._call("GET", path)
+
+    def post(self, path: str, body: Any) -> Any:
+        """``POST`` JSON ``body`` to an API path; its JSON answer, if any."""
+        return self._call("POST", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self._call("DELETE", path)
+
     def sql(self, query: str, parameters: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Rows of a Druid SQL query as dicts."""
         body: dict[str, Any] = {"query": query, "resultFormat": "object"}

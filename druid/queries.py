@@ -282,6 +282,21 @@ class Reports:
         start, end = window(since, until, now)
         times = [f"__time >= {_timestamp(start)}"] if start is not None else []
         times.append(f"__time < {_timestamp(end)}")
+        # the segment first: a bad filter is refused before anything asks Druid
+        segment: list[str] = []
+        for field, text in parse_filters(filters).items():
+            spec = FILTERS[field]
+            if datasource == "sessions":
+                if spec.sessions is None:
+                    raise ValueError(f"filter {field!r} does not apply to session reports "
+                                     f"(the sessions datasource has no such column)")
+                segment.append(f"{spec.sessions} = {value(text)}")
+            elif spec.session_start:
+                # Sessions that started in the window with a matching first event.
+                segment.append(f"session_id IN (SELECT session_id FROM {self.clicks} WHERE {' AND '.join(times)} "
+                                  f"AND first_in_session = 'true' AND {spec.clicks} = {value(text)})")
+            else:
+                segment.append(f"{spec.clicks} = {value(text)}")
         conditions = list(times)
         if traffic != "all":
             verdicts = self._verdict_sessions(start, end)
@@ -291,19 +306,7 @@ class Reports:
                 # rows written before sessions carried session_id have none: no verdict can name them
                 conditions.append("is_bot = 'false'" + (f" AND (session_id IS NULL OR session_id NOT IN ({verdicts}))"
                                                         if verdicts else ""))
-        for field, text in parse_filters(filters).items():
-            spec = FILTERS[field]
-            if datasource == "sessions":
-                if spec.sessions is None:
-                    raise ValueError(f"filter {field!r} does not apply to session reports "
-                                     f"(the sessions datasource has no such column)")
-                conditions.append(f"{spec.sessions} = {value(text)}")
-            elif spec.session_start:
-                # Sessions that started in the window with a matching first event.
-                conditions.append(f"session_id IN (SELECT session_id FROM {self.clicks} WHERE {' AND '.join(times)} "
-                                  f"AND first_in_session = 'true' AND {spec.clicks} = {value(text)})")
-            else:
-                conditions.append(f"{spec.clicks} = {value(text)}")
+        conditions += segment
         return " AND ".join(conditions)
 
     def _verdict_sessions(self, start: datetime | None, end: datetime) -> str | None:
@@ -321,8 +324,11 @@ class Reports:
             return True
         if self._verdicts_seen_at is not None and time.monotonic() - self._verdicts_seen_at < VERDICTS_RECHECK_S:
             return False
-        rows = self.sql("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES "
-                        f"WHERE TABLE_SCHEMA = 'druid' AND TABLE_NAME = {literal(self.verdicts_name)}")
+        try:
+            rows = self.sql("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES "
+                            f"WHERE TABLE_SCHEMA = 'druid' AND TABLE_NAME = {literal(self.verdicts_name)}")
+        except DruidError:
+            return False  # Druid unreachable: the report's own query says so (or its input is refused first)
         self._has_verdicts = bool(rows)
         self._verdicts_seen_at = time.monotonic()
         return self._has_verdicts

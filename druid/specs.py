@@ -78,6 +78,7 @@ class Datasource:
     schema: str
     topic_setting: str
     datasource_setting: str
+    retention_setting: str
     timestamp: str
     segment_granularity: str
     query_granularity: str
@@ -93,6 +94,10 @@ class Datasource:
 
     def topic(self, settings: Settings) -> str:
         return getattr(settings, self.topic_setting)
+
+    def retention_days(self, settings: Settings) -> int:
+        """Days of data Druid keeps serving (0: all of it)."""
+        return getattr(settings, self.retention_setting)
 
     def map_dimension(self, field: str, key: str) -> str:
         return f"{field}_{key}"
@@ -111,6 +116,7 @@ def _datasource(key: str, body: Mapping[str, Any]) -> Datasource:
             schema=body["schema"],
             topic_setting=body["topic"],
             datasource_setting=body["datasource"],
+            retention_setting=body["retention"],
             timestamp=body["timestamp"],
             segment_granularity=body["segment_granularity"],
             query_granularity=body["query_granularity"],

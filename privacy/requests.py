@@ -88,7 +88,9 @@ def erase(settings: Settings, party_id: str, force: bool = False, echo: Echo = l
         return now
 
     try:
-        erased.ensure_topic(settings.kafka_bootstrap, settings.topic_erased, settings.partitions)
+        erased.ensure_topic(settings.kafka_bootstrap, settings.topic_erased, settings.partitions,
+                            replication=settings.kafka_replication,
+                            min_insync_replicas=settings.kafka_min_insync_replicas)
         erased.record(settings.kafka_bootstrap, settings.topic_erased, digest(party_id), erased_at)
         mark = done("erased list", started)
         partition = partition_for(party_id.encode(), settings.partitions)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import shutil
 import time
@@ -9,10 +10,10 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from clickpipe.config import Settings
-from clickpipe.topics import TopicError, ensure_topics
+from clickpipe.topics import TopicError, ensure_topics, pipeline_topics
 from stack import jars
 from stack.druid import Broker, Coordinator, Historical, Indexer, Router, ZooKeeper
-from stack.kafka import Kafka
+from stack.kafka import Kafka, brokers
 from stack.services import Service
 
 
@@ -26,13 +27,13 @@ class StackManager:
     def __init__(self, settings: Settings, echo=print):
         self.settings = settings
         self.echo = echo
-        self.kafka = Kafka(settings)
+        self.brokers = brokers(settings)
         self.zookeeper = ZooKeeper(settings)
         self.coordinator = Coordinator(settings)
         # Each group waits for the one before: ZooKeeper, then the coordinator (which runs
         # Derby, the metadata store), then the rest.
         self.groups: list[list[Service]] = [
-            [self.kafka, self.zookeeper],
+            [*self.brokers, self.zookeeper],
             [self.coordinator],
             [Broker(settings), Historical(settings), Indexer(settings), Router(settings)],
         ]
@@ -104,8 +105,22 @@ class StackManager:
         return stopped
 
     def down(self) -> list[str]:
-        """Stop every running service, newest group first; keep all data. Returns those stopped."""
-        return self._stop(self.services)
+        """Stop every running service, newest group first; keep all data. Returns those stopped.
+
+        Brokers of a cluster of another size (``CLICKPIPE_KAFKA_BROKERS`` changed since they
+        were started) are stopped too.
+        """
+        return self._stop(self._other_brokers() + self.services)
+
+    def _other_brokers(self) -> list[Kafka]:
+        """Running brokers the configured cluster size does not name."""
+        ours = {b.name for b in self.brokers}
+        others: dict[str, Kafka] = {}
+        for count in range(1, 10):
+            for broker in brokers(dataclasses.replace(self.settings, kafka_brokers=count)):
+                if broker.name not in ours and broker.process.pid() is not None:
+                    others[broker.name] = broker
+        return list(others.values())
 
     def restart(self, names: list[str]) -> None:
         """Stop the named services (all of them if ``names`` is empty), then :meth:`up`."""
@@ -134,14 +149,20 @@ class StackManager:
         return rows
 
     def create_topics(self) -> list[str]:
-        """Create the pipeline topics if missing (see :func:`clickpipe.topics.ensure_topics`).
+        """Create the pipeline topics if missing, with their replication and retention, and set
+        the retention of those that exist where it differs (see :func:`clickpipe.topics.pipeline_topics`).
         Returns the names created."""
         s = self.settings
-        names = [s.topic_raw, s.topic_enriched, s.topic_sessions, s.topic_dead_letters, s.topic_verdicts]
+        created: list[str] = []
         try:
-            created = ensure_topics(s.kafka_bootstrap, names, s.partitions)
+            for names, config in pipeline_topics(s):
+                created += ensure_topics(s.kafka_bootstrap, names, s.partitions, config,
+                                         replication=s.kafka_replication, altered=self._altered)
         except TopicError as exc:
             raise StackError(str(exc)) from exc
         if created:
             self.echo(f"[stack] created topics: {', '.join(created)}")
         return created
+
+    def _altered(self, topic: str, key: str, old: str | None, new: str) -> None:
+        self.echo(f"[stack] topic {topic}: {key} {old} -> {new}")

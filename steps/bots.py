@@ -22,7 +22,8 @@ session is a bot from then on, and every later event of it is flagged at once:
 - ``page-rate``: page views above the sustained rate, past the burst, for a while;
 - ``regular-timing``: page-view intervals more regular than a person's;
 - ``no-interaction``: several page views visible long enough without a pointer, touch or key;
-- ``pixel-only``: many pixel hits from a party never seen with the tag;
+- ``pixel-only``: many pixel hits from a party never seen with the tag, or six in a row less
+  than 1.2 s apart on average (no reader without JavaScript goes that fast);
 - ``hosting``: a hosting network (``network_type``) AND weak bot-like evidence (a few
   pixel-only hits, three page views without interaction, or a page rate above the sustained
   rate); a hosting network alone never decides (people browse through company proxies).
@@ -66,6 +67,9 @@ MONITOR = re.compile(
     re.IGNORECASE)
 PIXEL_WEAK = 3  # pixel hits without the tag that count as weak evidence (with a hosting network)
 INTERACTION_WEAK = 3  # judged page views without interaction that count as weak evidence
+# Page views without JavaScript this close together, this many in a row, are no reader's:
+# a person without JavaScript loads whole pages and reads them (no route changes to burst).
+HURRIED_MS, HURRIED_PAGES = 1200, 6
 
 
 class UserAgentRules:
@@ -202,7 +206,7 @@ class Bots:
         if self.interaction.none(s["ia"]):
             return "no-interaction"
         pixel_only = not state["js"]
-        if pixel_only and s["px"] >= self.pixel_only_events:
+        if pixel_only and (s["px"] >= self.pixel_only_events or (s["px"] >= PIXEL_WEAK and _hurried(s["pt"]))):
             return "pixel-only"
         if record.get("network_type") == "hosting" and (
                 (pixel_only and s["px"] >= PIXEL_WEAK) or s["fast"]
@@ -239,6 +243,14 @@ class Bots:
             self._close(s, ctx.sessions)
         if ctx.party.get("session") is None:
             del ctx.party[KEY]
+
+
+def _hurried(times: list[int]) -> bool:
+    """True if the last :data:`HURRIED_PAGES` page views came less than :data:`HURRIED_MS` apart on average."""
+    if len(times) < HURRIED_PAGES:
+        return False
+    last = times[-HURRIED_PAGES:]
+    return (last[-1] - last[0]) / (HURRIED_PAGES - 1) < HURRIED_MS
 
 
 def build(settings) -> Bots:

@@ -21,7 +21,7 @@ from typing import Iterable
 import faust
 
 from app import faust_internals
-from clickpipe.topics import ensure_topics
+from clickpipe.topics import changelog_config, ensure_topics
 
 MIB = 1024 * 1024
 
@@ -68,7 +68,8 @@ def declare_changelogs(settings, tables: Iterable[faust.Table]) -> list[str]:
     are created while the worker subscribes, and the group may be assigned from metadata
     that does not list one of them yet. That assignment lacks the topic's partitions, so every
     write to the table fails (PartitionsMismatch, or a KeyError in the transactional producer
-    that crashes the worker at the next rebalance). Same topic settings as Faust's own.
+    that crashes the worker at the next rebalance). Same topic settings as Faust's own, with the
+    configured replication and ``min.insync.replicas``.
     """
     created = []
     for table in tables:
@@ -76,7 +77,8 @@ def declare_changelogs(settings, tables: Iterable[faust.Table]) -> list[str]:
         policy = [name for name, on in (("compact", topic.compacting), ("delete", topic.deleting)) if on]
         config = {**(topic.config or {}), **({"cleanup.policy": ",".join(policy)} if policy else {})}
         created += ensure_topics(settings.kafka_bootstrap, [table.changelog_topic_name], settings.partitions,
-                                 config, timeout=60)
+                                 changelog_config(settings, config), timeout=60,
+                                 replication=settings.kafka_replication)
     return created
 
 

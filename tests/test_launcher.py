@@ -1,7 +1,7 @@
 """The main job in one command: `clickpipe up` on a fresh state directory brings up the stack,
-the Druid supervisors, the collector, a worker, the dashboard and demo traffic; events reach
-Druid; a worker killed with SIGKILL is started again; Ctrl-C stops everything it started and
-nothing else.
+the Druid supervisors, the collector, a worker, the dashboard, Superset (--superset) and demo
+traffic; events reach Druid; a worker killed with SIGKILL is started again; Ctrl-C stops
+everything it started and nothing else.
 
 Runs on its own ports and state directory (jar cache shared), so the stack the other tests
 use is untouched — and checked to still be running at the end.
@@ -23,7 +23,7 @@ from druid.client import DruidClient, DruidError
 from stack.kafka import Kafka
 from stack.process import ManagedProcess
 
-PRIVATE = {"COLLECTOR_PORT": 18190, "DASHBOARD_PORT": 18195, "PIPELINE_WEB_PORT": 16066}
+PRIVATE = {"COLLECTOR_PORT": 18190, "DASHBOARD_PORT": 18195, "PIPELINE_WEB_PORT": 16066, "SUPERSET_PORT": 18188}
 
 
 def _wait_for_line(path, text: str, proc: subprocess.Popen, timeout: float) -> None:
@@ -58,11 +58,12 @@ def test_up_runs_everything_and_ctrl_c_stops_only_what_it_started(stack, tmp_pat
     settings = load(env)
     out = tmp_path / "up.log"
     with open(out, "w") as log:
-        up = subprocess.Popen([sys.executable, "-m", "commands.cli", "up", "--rate", "30"], env=env,
+        up = subprocess.Popen([sys.executable, "-m", "commands.cli", "up", "--rate", "30", "--superset"], env=env,
                               stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_for_line(out, "clickpipe is running", up, timeout=400)
+        _wait_for_line(out, "clickpipe is running", up, timeout=900)  # a cold cache installs Superset
         for url in (f"http://127.0.0.1:{PRIVATE['COLLECTOR_PORT']}/readyz",
+                    f"http://127.0.0.1:{PRIVATE['SUPERSET_PORT']}/health",
                     f"http://127.0.0.1:{PRIVATE['DASHBOARD_PORT']}/healthz",
                     f"http://127.0.0.1:{PRIVATE['PIPELINE_WEB_PORT']}/metrics"):
             assert requests.get(url, timeout=10).status_code == 200, url

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS = [
     {"clickpipe", "schemas"},  # the ground: configuration, topics, message formats
     {"steps", "stack"},  # plain processing steps; the local Kafka + Druid stack
-    {"app", "agents", "tables", "collector", "druid"},  # the running parts of the data path
-    {"simulate", "dashboard", "privacy"},  # what feeds the running parts, reads from them or acts on them
+    {"app", "agents", "tables", "collector", "druid", "replay"},  # the running parts of the data path
+    # what feeds the running parts, reads from them or acts on them
+    {"simulate", "dashboard", "privacy", "superset_setup"},
     {"commands"},  # the clickpipe command line and launcher
 ]
 PACKAGES = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists())

@@ -378,3 +378,12 @@ def test_a_cookie_dropper_sending_several_events_per_request_is_still_judged(bot
                                       event_type=kind, server_time=T0 + i * 1000), ctx)["bot_reason"])
     assert reasons[3 * settings.bot_churn_max_parties_per_ua:] == ["party-churn"] * (
         3 * (40 - settings.bot_churn_max_parties_per_ua))
+
+
+def test_pixel_hits_faster_than_anyone_reads_are_judged(bots, event):
+    rng = random.Random(5)
+    times = [0]
+    for _ in range(9):
+        times.append(times[-1] + int(rng.uniform(0.3, 1.0) * SECOND))
+    reasons, _ = run(bots, pages(event, times, **PIXEL))
+    assert reasons[:5] == [None] * 5 and set(reasons[5:]) == {"pixel-only"}

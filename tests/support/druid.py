@@ -20,6 +20,7 @@ import schemas
 from clickpipe.config import Settings, load
 from clickpipe.config import settings as default_settings
 from clickpipe.topics import delete_topics, ensure_topics
+from druid import retention
 from druid.client import DruidClient, DruidError
 
 
@@ -107,8 +108,9 @@ def count_rows(client: DruidClient, datasource: str) -> int | None:
 @contextmanager
 def private_druid(cfg: Settings, partitions: int = 1, create_topics: bool = True) -> Iterator[DruidClient]:
     """Create ``cfg``'s three topics (unless ``create_topics`` is false: someone else owns them);
-    on exit terminate their supervisors, drop their datasources and delete the topics this
-    created (the indexer's task slots are shared with everyone)."""
+    on exit terminate their supervisors, drop their datasources, remove their retention rules and
+    compaction configs, and delete the topics this created (the indexer's task slots are shared
+    with everyone)."""
     topics = [cfg.topic_enriched, cfg.topic_sessions, cfg.topic_verdicts] if create_topics else []
     if topics:
         ensure_topics(cfg.kafka_bootstrap, topics, partitions)
@@ -119,7 +121,8 @@ def private_druid(cfg: Settings, partitions: int = 1, create_topics: bool = True
         for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource, cfg.druid_bot_sessions_datasource):
             for action in (lambda ds=ds: client.supervisor_action(ds, "terminate"),
                            lambda ds=ds: client.shutdown_tasks(ds),
-                           lambda ds=ds: client.drop_datasource(ds)):
+                           lambda ds=ds: client.drop_datasource(ds),
+                           lambda ds=ds: retention.remove(client, ds)):
                 try:
                     action()
                 except DruidError:

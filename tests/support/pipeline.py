@@ -48,6 +48,7 @@ class Run:
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:10])
     workers: list[WorkerProcess] = field(default_factory=list)
     delete_topics_on_exit: bool = True
+    replication: int = 1  # replicas of its topics and its workers' changelogs (min.insync.replicas: one fewer)
 
     def __enter__(self) -> "Run":
         self.create_topics()
@@ -63,8 +64,13 @@ class Run:
         return {kind: f"test.{self.tag}.{kind}"
                 for kind in ("raw", "enriched", "sessions", "dead-letters", "verdicts", "erased")}
 
+    @property
+    def min_insync_replicas(self) -> int:
+        return max(self.replication - 1, 1)
+
     def create_topics(self) -> None:
-        ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions)
+        ensure_topics(self.bootstrap, list(self.topics.values()), self.partitions,
+                      {"min.insync.replicas": str(self.min_insync_replicas)}, replication=self.replication)
 
     def delete_topics(self) -> None:
         delete_topics(self.bootstrap, list(self.topics.values()), prefix=f"pipeline-{self.tag}-")
@@ -84,6 +90,8 @@ class Run:
             "CLICKPIPE_PIPELINE_APP_ID": f"pipeline-{self.tag}",
             "CLICKPIPE_PIPELINE_DATADIR": str(self.workdir / datadir),
             "CLICKPIPE_PIPELINE_WEB_PORT": str(web_port),
+            "CLICKPIPE_KAFKA_REPLICATION": str(self.replication),
+            "CLICKPIPE_KAFKA_MIN_INSYNC_REPLICAS": str(self.min_insync_replicas),
         })
         env.update(self.env)
         return env
@@ -153,43 +161,54 @@ class Run:
     def producer(self) -> Producer:
         return Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 5, "acks": "all"})
 
-    def produce(self, records: Iterable[Mapping], producer: Producer | None = None, batch: int | None = 50) -> int:
+    def produce(self, records: Iterable[Mapping], producer: Producer | None = None, batch: int | None = 50,
+                event_time: bool = False) -> int:
         """Produce RawClick dicts to the raw topic; returns how many.
 
         As the collector does by default: RawBatch messages of up to ``batch`` events, each
         holding events of the partition their party's key hashes to, in order. With
         ``batch=None``, as older producers do: one RawClick message per event, keyed by party.
+        With ``event_time``, each message's Kafka timestamp is its first event's ``server_time``
+        (as if the collector had sent it then) instead of now.
         """
         raw = schemas.current("RawClick")
         own = producer is None
         producer = producer or self.producer()
         pending: dict[int, list[bytes]] = {}
+        first_time: dict[int, int | None] = {}
         n = 0
         for record in records:
             key, value = record["party_id"].encode(), schemas.encode(raw, record)
+            when = record["server_time"] if event_time else None
             n += 1
             if batch is None:
-                self.produce_bytes(producer, key, value, raw.headers)
+                self.produce_bytes(producer, key, value, raw.headers, timestamp=when)
                 continue
             partition = partition_for(key, self.partitions)
             events = pending.setdefault(partition, [])
+            if not events:
+                first_time[partition] = when
             events.append(value)
             if len(events) >= batch:
-                self.produce_batch(producer, partition, pending.pop(partition))
+                self.produce_batch(producer, partition, pending.pop(partition), first_time[partition])
         for partition, events in pending.items():
-            self.produce_batch(producer, partition, events)
+            self.produce_batch(producer, partition, events, first_time[partition])
         if own:
             producer.flush(60)
         return n
 
-    def produce_batch(self, producer: Producer, partition: int, events: list[bytes]) -> None:
-        """One RawBatch message of already encoded RawClick ``events`` to ``partition`` of the raw topic."""
+    def produce_batch(self, producer: Producer, partition: int, events: list[bytes],
+                      timestamp: int | None = None) -> None:
+        """One RawBatch message of already encoded RawClick ``events`` to ``partition`` of the raw topic
+        (Kafka timestamp ``timestamp`` ms, default now)."""
         value = schemas.encode_batch(events, schemas.current("RawClick"))
-        self.produce_bytes(producer, None, value, schemas.current("RawBatch").headers, partition)
+        self.produce_bytes(producer, None, value, schemas.current("RawBatch").headers, partition, timestamp)
 
     def produce_bytes(self, producer: Producer, key: bytes | None, value: bytes | None, headers,
-                      partition: int | None = None) -> None:
+                      partition: int | None = None, timestamp: int | None = None) -> None:
         where: dict[str, Any] = {} if partition is None else {"partition": partition}
+        if timestamp is not None:
+            where["timestamp"] = timestamp
         while True:
             try:
                 producer.produce(self.topics["raw"], value=value, key=key, headers=headers, **where)
