@@ -7,7 +7,8 @@ side is :mod:`agents.sweeps`. This module receives, writes the tables, sends and
 1. a message of events (one RawClick, or a RawBatch of many of one partition) is processed
    into an :class:`~agents.messages.Outcome`;
 2. each touched party and IP is written once, and the sweep index learns its next due time;
-3. one message of JSON rows per output topic (enriched clicks, closed sessions) and one dead
+3. one message of JSON rows per output topic (enriched clicks, closed sessions, session
+   verdicts) and one dead
    letter per bad event go to the source message's partition number, in the same transaction
    as the table writes and the offset (:mod:`app.outbox`).
 
@@ -69,9 +70,11 @@ class Enricher:
         self.sweeper = Sweeper(app, settings, tables, metrics, pipeline)
         on_error = lambda topic, exc: metrics.send_errors.labels(topic).inc()  # noqa: E731
         self.out = {name: output_topic(app, name, settings.topic_raw, settings.partitions, on_error)
-                    for name in (settings.topic_enriched, settings.topic_sessions, settings.topic_dead_letters)}
+                    for name in (settings.topic_enriched, settings.topic_sessions, settings.topic_verdicts,
+                                 settings.topic_dead_letters)}
         self.enriched = schemas.current("EnrichedClick")
         self.session = schemas.current("Session")
+        self.verdict = schemas.current("BotVerdict")
         self._uncommitted = 0
         self._in = metrics.records_in.labels(settings.topic_raw)
 
@@ -149,6 +152,9 @@ class Enricher:
         if out.sessions:
             await self._send(self.settings.topic_sessions, None, b"\n".join(out.sessions), partition,
                              self.session.row_headers)
+        if out.verdicts:
+            await self._send(self.settings.topic_verdicts, None, b"\n".join(out.verdicts), partition,
+                             self.verdict.row_headers)
         source = f"{msg.topic}/{partition}/{msg.offset}"
         for letter in out.dead:
             await self._send(self.settings.topic_dead_letters, letter.key, letter.value, partition,
@@ -157,6 +163,7 @@ class Enricher:
         m, t = self.metrics, self.settings
         m.records_out.labels(t.topic_enriched).inc(len(out.enriched))
         m.records_out.labels(t.topic_sessions).inc(len(out.sessions))
+        m.records_out.labels(t.topic_verdicts).inc(len(out.verdicts))
         m.records_out.labels(t.topic_dead_letters).inc(len(out.dead))
         for counter, counts in ((m.dropped, out.dropped), (m.bots, out.bots), (m.sessions_closed, out.sessions_closed)):
             for label, n in counts.items():

@@ -62,6 +62,7 @@ class Outcome:
 
     enriched: list[bytes] = field(default_factory=list)  # JSON rows
     sessions: list[bytes] = field(default_factory=list)  # JSON rows
+    verdicts: list[bytes] = field(default_factory=list)  # JSON rows (BotVerdict)
     dead: list[DeadLetter] = field(default_factory=list)
     parties: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # to write; None: delete
     ips: dict[str, Any] = field(default_factory=dict)  # to write; None: delete
@@ -155,6 +156,7 @@ class EventProcessor:
         self.erased: Mapping[str, int] = erased if erased is not None else {}
         self.enriched = schemas.current("EnrichedClick")
         self.session = schemas.current("Session")
+        self.verdict = schemas.current("BotVerdict")
         self._count = 0
 
     def process(self, events: list[schemas.RawEvent], parties: Mapping[str, Any], ips: Mapping[str, Any],
@@ -192,6 +194,7 @@ class EventProcessor:
                 # encode first: a record that does not fit its schema leaves its dead letter, not half its outputs
                 row = schemas.encode_rows(self.enriched, [record])
                 closed = [schemas.encode_rows(self.session, [s]) for s in ctx.sessions]
+                verdicts = [schemas.encode_rows(self.verdict, [v]) for v in ctx.verdicts]
             except Drop as drop:
                 key = party_id.encode() if party_id else fallback_key
                 if drop.reason == "duplicate" and not self.keep_duplicates:
@@ -206,6 +209,7 @@ class EventProcessor:
                 continue
             out.enriched.append(row)
             out.sessions += closed
+            out.verdicts += verdicts
             out.sessions_closed.update(s["close_reason"] for s in ctx.sessions)
             out.latest_time = max(out.latest_time, record["server_time"])
             if record.get("is_bot"):

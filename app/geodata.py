@@ -68,10 +68,13 @@ def fetch_test_databases(cache_dir: Path) -> Path:
 
 
 def test_database_env(cache_dir: Path) -> dict[str, str]:
-    """``CLICKPIPE_GEOIP_*`` variables naming MaxMind's City and ASN test databases (fetched once)."""
+    """``CLICKPIPE_GEOIP_*`` variables naming MaxMind's City, ASN, Anonymous IP and Connection
+    Type test databases (fetched once)."""
     data = fetch_test_databases(cache_dir) / "test-data"
     return {"CLICKPIPE_GEOIP_CITY_DB": str(data / "GeoIP2-City-Test.mmdb"),
-            "CLICKPIPE_GEOIP_ASN_DB": str(data / "GeoLite2-ASN-Test.mmdb")}
+            "CLICKPIPE_GEOIP_ASN_DB": str(data / "GeoLite2-ASN-Test.mmdb"),
+            "CLICKPIPE_GEOIP_ANONYMOUS_DB": str(data / "GeoIP2-Anonymous-IP-Test.mmdb"),
+            "CLICKPIPE_GEOIP_CONNECTION_TYPE_DB": str(data / "GeoIP2-Connection-Type-Test.mmdb")}
 
 
 if __name__ == "__main__":

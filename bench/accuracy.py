@@ -1,11 +1,12 @@
-"""Accuracy of bot filtering and sessionization on simulated traffic, end to end.
+"""Accuracy of session bot verdicts and sessionization on simulated traffic, end to end.
 
     .venv/bin/python -m bench.accuracy [--duration 600] [--rate 50] [--gap 30] [--sweep 5] [--seed 1]
+                                       [--bot-share 0.2]
 
-Starts a private deployment on the running broker (``clickpipe stack up``): its own topics,
-one Faust worker with a session gap of ``--gap`` seconds and an idle sweep every ``--sweep``
-seconds, and one collector (gunicorn, repository config) trusting one X-Forwarded-For hop;
-geo and ASN lookups use MaxMind's test databases. Then runs ``clickpipe simulate`` for
+Starts a private deployment on the running stack (``clickpipe stack up``): its own topics and
+Druid datasources, one Faust worker with a session gap of ``--gap`` seconds and an idle sweep
+every ``--sweep`` seconds, and one collector (gunicorn, repository config) trusting one
+X-Forwarded-For hop; geo and ASN lookups use MaxMind's test databases. Then runs ``clickpipe simulate`` for
 ``--duration`` seconds with a ground-truth file, and ``clickpipe evaluate`` on it. Prints the
 evaluation table and a Markdown section for docs/benchmarks.md. Topics are deleted afterwards.
 """
@@ -32,15 +33,17 @@ def main() -> int:
     parser.add_argument("--sweep", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--bot-share", type=float, default=0.2)
     args = parser.parse_args()
     geo = test_database_env(settings.cache_dir)
     with tempfile.TemporaryDirectory(prefix="accuracy-") as tmp:
         workdir = Path(tmp)
         truth = workdir / "truth.jsonl"
-        with deployment(settings.kafka_bootstrap, workdir, geo, args.gap, args.sweep, settings.partitions) as d:
+        with deployment(settings.kafka_bootstrap, workdir, geo, args.gap, args.sweep, settings.partitions,
+                        druid=True) as d:
             sim = d.clickpipe("simulate", "--url", d.url, "--rate", str(args.rate), "--duration", str(args.duration),
                               "--seed", str(args.seed), "--concurrency", str(args.concurrency), "--truth", str(truth),
-                              timeout=args.duration + 300)
+                              "--bot-share", str(args.bot_share), timeout=args.duration + 300)
             if sim.returncode != 0:
                 print(sim.stderr, file=sys.stderr)
                 return 1
@@ -59,18 +62,24 @@ def main() -> int:
 
 
 def markdown(args, sent: dict, r: dict) -> str:
-    p, e, s, dl = r["parties"], r["events"], r["sessions"], r["delivery"]
-    kinds = "\n".join(f"| {k} | {v['parties']} | {v['flagged_parties']} | {v['events']} | {v['flagged_events']} |"
-                      for k, v in sorted(r["by_kind"].items()))
-    reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["bot_reasons"].items()))
+    j, p, e, s, dl = r["sessions_judged"], r["parties"], r["events"], r["sessions"], r["delivery"]
+
+    def f(x) -> str:
+        return "-" if x is None else f"{x:.4f}"
+
+    kinds = "\n".join(
+        f"| {k} | {'bot' if v['bot'] else 'human'} | {v['sessions']} | {v['judged_bot']} | "
+        f"{f(v['recall'] if v['bot'] else v['judged_bot_share'])} | "
+        f"{', '.join(f'{n} {c}' for n, c in sorted(v['reasons'].items()))} |"
+        for k, v in sorted(r["by_kind"].items(), key=lambda kv: (kv[1]["bot"], kv[0])))
     return f"""
 ## Accuracy
 
 `.venv/bin/python -m bench.accuracy --duration {args.duration} --rate {args.rate:g} \
---gap {args.gap} --sweep {args.sweep} --seed {args.seed}`
-— `clickpipe simulate` against a real collector and worker (session gap {args.gap} s, idle sweep
-{args.sweep} s, MaxMind test databases), then `clickpipe evaluate` on the ground truth.
-Measured {time.strftime('%Y-%m-%d')}:
+--gap {args.gap} --sweep {args.sweep} --seed {args.seed} --bot-share {args.bot_share:g}`
+— `clickpipe simulate` against a real collector, worker and Druid (session gap {args.gap} s,
+idle sweep {args.sweep} s, MaxMind test databases), then `clickpipe evaluate` on the ground
+truth, with session verdicts as Druid's human reports apply them. Measured {time.strftime('%Y-%m-%d')}:
 
 | what | figure |
 |---|---|
@@ -79,21 +88,18 @@ Measured {time.strftime('%Y-%m-%d')}:
 | parties / requests / events accepted / resent duplicates | {sent['parties']} / \
 {sent['requests']} / {sent['accepted']} / {sent['resent']} |
 | events not accepted / 503 retries | {sent['failed']} / {sent['retries']} |
-| sender lag behind plan, p99 / max | {sent['lag_p99_s']} s / {sent['lag_max_s']} s |
-| collector response time, p99 / max | {sent['response_p99_s']} s / {sent['response_max_s']} s |
-| bot precision, parties (goal ≥ 0.99) | {p['precision']:.4f} ({p['tp']} tp, {p['fp']} fp) |
-| bot recall, parties (goal ≥ 0.95) | {p['recall']:.4f} ({p['fn']} fn) |
-| bot precision / recall, events | {e['precision']:.4f} / {e['recall']:.4f} |
+| session precision (goal ≥ 0.99) | {f(j['precision'])} ({j['tp']} tp, {j['fp']} fp) |
+| session recall (goal ≥ 0.95) / mean over bot kinds | {f(j['recall'])} ({j['fn']} fn) / {f(j['kind_recall'])} |
+| human sessions judged bot (goal ≤ 0.5 %) | {f(j['human_flagged'])} ({j['fp']} of {j['fp'] + j['tn']}) |
+| human sessions partly dropped from human reports | {j['partial']} |
+| precision / recall, parties | {f(p['precision'])} / {f(p['recall'])} |
+| precision / recall, events | {f(e['precision'])} / {f(e['recall'])} |
 | sessions expected / observed (goal: within 1 %) | {s['expected']} / {s['observed']} ({s['error']:+.2%}) |
-| sessions reproduced exactly | {s['exact']} |
-| closed Session records / with other event counts | {s['closed']} / {s['closed_event_mismatches']} |
 | events lost / duplicated / wrong IP | {dl['lost']} / {dl['duplicated']} / {dl['ip_mismatches']} |
 
-| kind | parties | flagged | events | flagged events |
-|---|---|---|---|---|
+| kind | verdict | sessions | judged bot | recall (bots) / judged-bot share (people) | reasons |
+|---|---|---|---|---|---|
 {kinds}
-
-Bot reasons (events): {reasons}.
 """
 
 

@@ -90,11 +90,9 @@ def main() -> None:
 
     workdir = Path(tempfile.mkdtemp(prefix="druid-freshness-"))
     base = load()
-    run = Run(base.kafka_bootstrap, workdir, partitions=2, env={
-        # every request comes from 127.0.0.1: the per-IP rate rule would flag the load as a bot
-        "CLICKPIPE_BOT_MAX_IP_EVENTS": "100000000"})
+    run = Run(base.kafka_bootstrap, workdir, partitions=2)
     cfg = load(private_env("bench-druid", DRUID_TASK_DURATION="PT1H", TOPIC_ENRICHED=run.topics["enriched"],
-                           TOPIC_SESSIONS=run.topics["sessions"]))
+                           TOPIC_SESSIONS=run.topics["sessions"], TOPIC_VERDICTS=run.topics["verdicts"]))
     probe_run = uuid.uuid4().hex[:6]
     answered: dict[str, float] = {}
     seen: dict[str, float] = {}

@@ -105,13 +105,6 @@ def _choice(raw: str, choices: tuple[str, ...]) -> str:
     return raw
 
 
-def _asns(raw: str) -> frozenset[int]:
-    try:
-        return frozenset(int(a.upper().removeprefix("AS")) for a in _items(raw))
-    except ValueError:
-        raise ValueError("is not a comma-separated list of AS numbers") from None
-
-
 def _local_brokers(texts: Mapping[str, str]) -> str:
     """The client addresses of the local stack's brokers (see ``CLICKPIPE_KAFKA_BROKERS``)."""
     host, port = texts["CLICKPIPE_KAFKA_HOST"], int(texts["CLICKPIPE_KAFKA_PORT"])
@@ -119,11 +112,6 @@ def _local_brokers(texts: Mapping[str, str]) -> str:
 
 
 _PARSERS: dict[Any, Callable[[str], Any]] = {str: str, int: _integer, bool: _boolean, Path: _path}
-
-# Amazon, Google, Google Cloud, Microsoft, DigitalOcean, OVH, Hetzner, Linode, Vultr,
-# Alibaba, Tencent, Oracle: the usual sources of scripted traffic that claims to be a browser.
-_DATACENTER_ASNS = "16509,14618,15169,396982,8075,14061,16276,24940,63949,20473,45102,132203,31898"
-
 
 @dataclass(frozen=True)
 class Settings:
@@ -167,6 +155,9 @@ class Settings:
     topic_dead_letters: str = _setting(
         "CLICKPIPE_TOPIC_DEAD_LETTERS", "clicks.dead-letters",
         "records the pipeline does not use, with the reason and the original bytes and headers")
+    topic_verdicts: str = _setting(
+        "CLICKPIPE_TOPIC_VERDICTS", "clicks.verdicts",
+        "sessions judged bots after their first event (BotVerdict), read by Druid; human reports exclude them")
     topic_erased: str = _setting(
         "CLICKPIPE_TOPIC_ERASED", "clicks.erased",
         "compacted list of erased parties (by digest, never the id) that the worker drops raw events of")
@@ -224,6 +215,9 @@ class Settings:
         section="Druid datasources and supervisors")
     druid_sessions_datasource: str = _setting(
         "CLICKPIPE_DRUID_SESSIONS_DATASOURCE", "sessions", "datasource and supervisor id of the sessions")
+    druid_bot_sessions_datasource: str = _setting(
+        "CLICKPIPE_DRUID_BOT_SESSIONS_DATASOURCE", "bot_sessions",
+        "datasource and supervisor id of the session verdicts (sessions judged bots)")
     druid_task_count: int = _setting(
         "CLICKPIPE_DRUID_TASK_COUNT", "1", "reading tasks per supervisor, at most the topic's partitions",
         unit="tasks", minimum=1)
@@ -387,7 +381,7 @@ class Settings:
         "CLICKPIPE_PIPELINE_WEB_PORT", "6066",
         "worker web port, Prometheus metrics at /metrics; each worker on a host needs its own", minimum=1)
     pipeline_steps: tuple[str, ...] = _setting(
-        "CLICKPIPE_PIPELINE_STEPS", "dedup,bots,geo,useragent,urls,referrer,sessions",
+        "CLICKPIPE_PIPELINE_STEPS", "dedup,geo,network,useragent,urls,referrer,sessions,bots",
         "comma-separated step modules of package steps/, run in this order after decode",
         parse=lambda raw: tuple(_items(raw)))
     pipeline_stream_buffer: int = _setting(
@@ -413,28 +407,62 @@ class Settings:
         unit="event ids", minimum=1)
     keep_duplicates: bool = _setting(
         "CLICKPIPE_KEEP_DUPLICATES", "false", "send duplicates to the dead letters (reason duplicate)")
-    bot_rate_window_seconds: int = _setting(
-        "CLICKPIPE_BOT_RATE_WINDOW_SECONDS", "10", "window of the event-rate bot rules, in event time",
-        unit="seconds", minimum=1)
-    bot_max_party_events: int = _setting(
-        "CLICKPIPE_BOT_MAX_PARTY_EVENTS", "30", "events of a party in one window above which it is a bot",
-        unit="events", minimum=1)
-    bot_max_ip_events: int = _setting(
-        "CLICKPIPE_BOT_MAX_IP_EVENTS", "300", "events of an IP in one window and partition above which it is a bot",
-        unit="events", minimum=1)
+    bot_churn_window_seconds: int = _setting(
+        "CLICKPIPE_BOT_CHURN_WINDOW_SECONDS", "120",
+        "sliding window of the party-churn rule: new parties per address that did not come back", unit="seconds",
+        minimum=1)
+    bot_churn_max_parties: int = _setting(
+        "CLICKPIPE_BOT_CHURN_MAX_PARTIES", "30",
+        "new parties seen once per IPv4 address or IPv6 /64 in one window above which they are bots (the "
+        "collector puts an address's new parties on one partition: counted whole)", unit="parties", minimum=1)
+    bot_churn_max_parties_per_ua: int = _setting(
+        "CLICKPIPE_BOT_CHURN_MAX_PARTIES_PER_UA", "8",
+        "same, per address and user agent", unit="parties", minimum=1)
+    bot_page_burst: int = _setting(
+        "CLICKPIPE_BOT_PAGE_BURST", "50", "page views a session may make at once (single-page-app route bursts)",
+        unit="page views", minimum=1)
+    bot_page_rate_per_minute: int = _setting(
+        "CLICKPIPE_BOT_PAGE_RATE_PER_MINUTE", "20", "sustained page views per minute a session may make",
+        unit="page views", minimum=1)
+    bot_page_sustain_seconds: int = _setting(
+        "CLICKPIPE_BOT_PAGE_SUSTAIN_SECONDS", "30",
+        "how long a session must stay above the rate (past its burst) to be judged a bot", unit="seconds", minimum=1)
+    bot_regular_intervals: int = _setting(
+        "CLICKPIPE_BOT_REGULAR_INTERVALS", "8",
+        "page-view intervals of a session the timing-regularity rule looks at", unit="intervals", minimum=3)
+    bot_regular_max_cv_percent: int = _setting(
+        "CLICKPIPE_BOT_REGULAR_MAX_CV_PERCENT", "10",
+        "coefficient of variation of those intervals below which the timing is machine-like", unit="percent",
+        minimum=0)
+    bot_no_interaction_pages: int = _setting(
+        "CLICKPIPE_BOT_NO_INTERACTION_PAGES", "6",
+        "page views of a session visible for 0.5 s or more whose tag saw no pointer, touch or key at all (people "
+        "click or tap their way from page to page), after which it is a bot", unit="page views", minimum=1)
     bot_pixel_only_events: int = _setting(
-        "CLICKPIPE_BOT_PIXEL_ONLY_EVENTS", "3", "pixel hits of a party never seen with JS before it is a bot",
-        unit="events", minimum=1)
-    datacenter_asns: frozenset[int] = _setting(
-        "CLICKPIPE_DATACENTER_ASNS", _DATACENTER_ASNS,
-        "comma-separated AS numbers (an AS prefix is allowed) whose traffic is flagged as data-centre traffic; "
-        "the default names the major clouds and hosters", parse=_asns)
+        "CLICKPIPE_BOT_PIXEL_ONLY_EVENTS", "12",
+        "pixel hits of a session of a party never seen with JS after which it is a bot (from 3 it is weak "
+        "evidence that, with a hosting network, decides)", unit="events", minimum=3)
+    ip_ranges_file: Path = _setting(
+        "CLICKPIPE_IP_RANGES_FILE", "$CLICKPIPE_CACHE_DIR/ip-ranges.json",
+        "published crawler and cloud IP ranges, written by `clickpipe ipranges refresh`; missing: the copy "
+        "shipped with clickpipe")
     geoip_city_db: Path = _setting(
         "CLICKPIPE_GEOIP_CITY_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoLite2-City.mmdb",
         "MaxMind City database (GeoLite2 or GeoIP2); missing: no geo fields")
     geoip_asn_db: Path = _setting(
         "CLICKPIPE_GEOIP_ASN_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoLite2-ASN.mmdb",
         "MaxMind ASN database (GeoLite2 or GeoIP2); missing: no AS fields")
+    npm_registry: str = _setting(
+        "CLICKPIPE_NPM_REGISTRY", "https://registry.npmjs.org",
+        "npm registry `clickpipe geoip fetch` downloads the free city and ASN databases from",
+        parse=lambda raw: raw.rstrip("/"))
+    geoip_anonymous_db: Path = _setting(
+        "CLICKPIPE_GEOIP_ANONYMOUS_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoIP2-Anonymous-IP.mmdb",
+        "MaxMind Anonymous IP database (VPN, Tor, proxies, hosting); missing: published cloud ranges and AS "
+        "names only")
+    geoip_connection_type_db: Path = _setting(
+        "CLICKPIPE_GEOIP_CONNECTION_TYPE_DB", "$CLICKPIPE_CACHE_DIR/geoip/GeoIP2-Connection-Type.mmdb",
+        "MaxMind Connection Type database (cellular, corporate, ...); missing: no such network types")
     geoip_reload_seconds: int = _setting(
         "CLICKPIPE_GEOIP_RELOAD_SECONDS", "10", "how often the database files are checked for changes",
         unit="seconds", minimum=1)

@@ -30,7 +30,7 @@ def pipeline_topics(settings: Settings) -> list[tuple[list[str], dict[str, str]]
     """The pipeline's topics with their configs, in groups that share one.
 
     The raw topic keeps events longest (it is the history ``clickpipe replay`` re-reads);
-    the enriched and sessions topics only have to outlive a Druid outage; dead letters stay
+    the enriched, sessions and verdicts topics only have to outlive a Druid outage; dead letters stay
     for inspection. Every topic requires ``kafka_min_insync_replicas`` replicas per write and
     is stored with ``topic_compression``.
     """
@@ -38,7 +38,7 @@ def pipeline_topics(settings: Settings) -> list[tuple[list[str], dict[str, str]]
     isr = {"min.insync.replicas": str(s.kafka_min_insync_replicas), "compression.type": s.topic_compression}
     return [
         ([s.topic_raw], {**_retention(s.topic_raw_retention_hours), **isr}),
-        ([s.topic_enriched, s.topic_sessions], {**_retention(s.topic_output_retention_hours), **isr}),
+        ([s.topic_enriched, s.topic_sessions, s.topic_verdicts], {**_retention(s.topic_output_retention_hours), **isr}),
         ([s.topic_dead_letters], {**_retention(s.topic_dead_letters_retention_hours), **isr}),
     ]
 

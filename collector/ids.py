@@ -7,6 +7,8 @@ import os
 import re
 import secrets
 
+from clickpipe.topics import partition_for
+
 # Covers the tag's base64url ids, UUIDs and Divolte's "0:<base36 time>:<base64url>" ids,
 # and nothing that could smuggle separators or markup into downstream systems.
 _ID = re.compile(r"[A-Za-z0-9_.:-]{8,128}")
@@ -18,6 +20,26 @@ def new_id() -> str:
     Unguessable: used for party ids, which the cookie carries as the visitor's identity.
     """
     return secrets.token_urlsafe(16)
+
+def new_party_id(address: str | None, partitions: int) -> str:
+    """A fresh party id (:func:`new_id`) that lands on the raw-topic partition of ``address``.
+
+    The raw topic is keyed by party id. Issuing every new party of one address (an IPv4
+    address or IPv6 /64, :func:`steps.signals.address_key`) on that address's partition puts
+    them all in one worker's per-address state, so the party-churn rule counts an address's new
+    parties whole, whatever the partition count. Costs about ``partitions`` draws; the id is
+    as random as any other (only its partition is chosen).
+    """
+    if not address or partitions <= 1:
+        return new_id()
+    target = partition_for(address.encode(), partitions)
+    candidate = new_id()
+    for _ in range(64 * partitions):  # 1 - (1 - 1/p)^(64 p): never in practice
+        if partition_for(candidate.encode(), partitions) == target:
+            break
+        candidate = new_id()
+    return candidate
+
 
 _prefix: str
 _sequence: itertools.count[int]

@@ -16,10 +16,11 @@ from falcon.uri import decode
 from clickpipe.config import Settings
 from collector import metrics
 from collector.dedup import DuplicateMemory
-from collector.ids import is_valid_id, new_id
-from collector.mapping import Context
+from collector.ids import is_valid_id, new_party_id
+from collector.mapping import MAX_CLIENT_HINT, Context
 from collector.network import anonymize, client_ip
 from collector.sink import Sink
+from steps.signals import address_key
 
 SOURCES = ("tag", "pixel", "batch", "divolte")
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -53,6 +54,11 @@ def cookie_domain(configured: str, host: str) -> str | None:
     if configured and (host == configured or host.endswith("." + configured)):
         return configured
     return None
+
+
+def client_hint(value: str | None) -> str | None:
+    """A client-hint header as sent, or None when absent or longer than any browser sends."""
+    return value if value is not None and len(value) <= MAX_CLIENT_HINT else None
 
 
 def media_type(content_type: str | None) -> str:
@@ -102,18 +108,23 @@ class Intake:
     def context(self, req: falcon.Request, source: str, no_js: bool = False, with_party: bool = True) -> Context:
         """The collector's view of ``req``; with ``with_party``, the party cookie or a new id."""
         party, new = None, False
+        ip = self.ip_of(req)
         if with_party:
             party = req.cookies.get(self._party_cookie)
             if not is_valid_id(party):
-                party, new = new_id(), True
+                # on the partition of its address: the bots step counts an address's new parties there
+                party, new = new_party_id(address_key(ip), self.settings.partitions), True
         return Context(
             server_time=int(time.time() * 1000),
             source=source,
-            ip=self.ip_of(req),
+            ip=ip,
             user_agent=req.user_agent,
             party_id=party,
             new_party=new,
             no_js=no_js,
+            ch_ua=client_hint(req.get_header("Sec-CH-UA")),
+            ch_ua_mobile=client_hint(req.get_header("Sec-CH-UA-Mobile")),
+            ch_ua_platform=client_hint(req.get_header("Sec-CH-UA-Platform")),
         )
 
     def set_party_cookie(self, req: falcon.Request, resp: falcon.Response, party_id: str) -> None:

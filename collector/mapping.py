@@ -9,6 +9,7 @@ it knows itself (:class:`Context`). The Divolte endpoint has its own table
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import dataclass
@@ -24,6 +25,10 @@ PIXEL_PARAM_PREFIX = "params."
 _NAME = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _DECIMAL = re.compile(r"-?[0-9]{1,19}")
 _MAX_TIME_MS = 2**53  # beyond what JavaScript can represent exactly
+MAX_CLIENT_HINT = 256
+MAX_INTERACTION_COUNT = 10_000_000
+MAX_INTERACTION_MS = 366 * 86_400_000  # a page open for a year
+_MAX_INTERACTION_TEXT = 256  # the object as JSON text in a pixel query
 
 
 class Invalid(ValueError):
@@ -48,6 +53,9 @@ class Context:
     party_id: str | None  # from the party cookie or newly issued; None if the sender must give one
     new_party: bool = False
     no_js: bool = False
+    ch_ua: str | None = None  # client hints (Sec-CH-UA, -Mobile, -Platform) as sent
+    ch_ua_mobile: str | None = None
+    ch_ua_platform: str | None = None
 
 
 # --- converters: raw value (JSON-typed, or a query-string str) -> field value, or Invalid
@@ -107,6 +115,34 @@ def _consent(value: Any) -> str:
 
 
 _pixels = _integer(0, 100_000)
+_INTERACTION: dict[str, Callable[[Any], Any]] = {
+    "pointer": _integer(0, MAX_INTERACTION_COUNT),
+    "touch": _integer(0, MAX_INTERACTION_COUNT),
+    "keys": _integer(0, MAX_INTERACTION_COUNT),
+    "scrolls": _integer(0, MAX_INTERACTION_COUNT),
+    "visible_ms": _integer(0, MAX_INTERACTION_MS),
+    "focused_ms": _integer(0, MAX_INTERACTION_MS),
+    "ever_visible": _flag,
+}
+
+
+def _interaction(value: Any) -> dict[str, Any]:
+    """The tag's interaction evidence: an object with exactly the keys of :data:`_INTERACTION`
+    (in a pixel query, that object as JSON text)."""
+    if isinstance(value, str):
+        if len(value) > _MAX_INTERACTION_TEXT:
+            raise Invalid("invalid")
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise Invalid("invalid") from None
+    if not isinstance(value, dict) or value.keys() != _INTERACTION.keys():
+        raise Invalid("invalid")
+    out = {name: convert(value[name]) for name, convert in _INTERACTION.items()}
+    if out["focused_ms"] > out["visible_ms"]:
+        raise Invalid("invalid")  # focus is only counted while visible
+    return out
+
 
 FIELDS: dict[str, Callable[[Any], Any]] = {
     "event_type": _text(64, _NAME),
@@ -124,6 +160,7 @@ FIELDS: dict[str, Callable[[Any], Any]] = {
     "device_pixel_ratio": _ratio,
     "webdriver": _flag,
     "consent": _consent,
+    "interaction": _interaction,
 }
 """Sender-settable fields: name -> converter. ``params`` (a string map) is handled apart."""
 
@@ -228,4 +265,8 @@ def build(values: Mapping[str, Any], ctx: Context) -> dict | Rejection:
         "webdriver": values.get("webdriver"),
         "consent": values.get("consent", "unknown"),
         "duplicate": False,
+        "interaction": values.get("interaction"),
+        "ch_ua": ctx.ch_ua,
+        "ch_ua_mobile": ctx.ch_ua_mobile,
+        "ch_ua_platform": ctx.ch_ua_platform,
     }

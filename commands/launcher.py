@@ -79,15 +79,24 @@ class Launcher:
         return parts
 
     def _geo_env(self) -> dict[str, str]:
-        """Point workers at MaxMind's test databases when no GeoIP database is configured."""
+        """Point workers at the free databases of `clickpipe geoip fetch`, else at MaxMind's test
+        databases, when no GeoIP database is configured."""
         s = self.settings
         if s.geoip_city_db.exists() and s.geoip_asn_db.exists():
             return {}
+        from app.geofetch import installed
+
+        free = installed(s.cache_dir)
+        if {"dbip-city", "asn"} <= free.keys():
+            self.echo(f"[up] no GeoIP database at {s.geoip_city_db}: using the free databases in "
+                      f"{free['dbip-city'].parent} (IP Geolocation by DB-IP, https://db-ip.com)")
+            return {"CLICKPIPE_GEOIP_CITY_DB": str(free["dbip-city"]), "CLICKPIPE_GEOIP_ASN_DB": str(free["asn"])}
         from app.geodata import test_database_env
 
         env = test_database_env(s.cache_dir)
         self.echo(f"[up] no GeoIP database at {s.geoip_city_db}: using MaxMind's test databases "
-                  f"({env['CLICKPIPE_GEOIP_CITY_DB']})")
+                  f"({env['CLICKPIPE_GEOIP_CITY_DB']}), which know only a few networks; "
+                  f"`clickpipe geoip fetch` downloads free ones")
         return env
 
     def _process(self, name: str) -> ManagedProcess:

@@ -6,7 +6,9 @@ listed in :data:`REPORTS` for ``clickpipe report <name>``. Common arguments:
 - ``since`` / ``until``: a window start and end, each either a span back from now (``30s``,
   ``15m``, ``24h``, ``7d``, ``2w``) or an ISO 8601 time (``2026-01-31T12:00:00Z``); ``until``
   defaults to now.
-- ``traffic``: ``human`` (default), ``bots`` or ``all`` — which side of ``is_bot`` to count.
+- ``traffic``: ``human`` (default), ``bots`` or ``all``. Human traffic is every event (or
+  session) that is neither flagged ``is_bot`` nor part of a session judged bot later
+  (the ``bot_sessions`` datasource of session verdicts, see :meth:`Reports._where`).
 - ``limit``: rows of "top" reports, which rank groups by events (page views for ``pages``).
 - ``filters``: a segment, ``{field: value}`` over the fields of :data:`FILTERS` (page,
   referrer, campaign, country, device, browser, ...), all of which must match. Fields about
@@ -33,6 +35,7 @@ from __future__ import annotations
 import collections
 import inspect
 import re
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping, Sequence
@@ -50,6 +53,8 @@ GRANULARITIES = {"minute": "PT1M", "5minutes": "PT5M", "15minutes": "PT15M", "ho
                  "day": "P1D", "week": "P1W", "month": "P1M"}
 FUNNEL_BY = {"page": "url_path", "event": "event_type"}
 LIVE_WINDOW = timedelta(minutes=5)
+# How long the absence of the verdicts datasource is believed (it appears with its first row).
+VERDICTS_RECHECK_S = 2.0
 # Theta union size of per-group sketches in top-N reports: exact up to 4096 distinct values,
 # about 1.6% relative error beyond, and a quarter of the default's merge-buffer memory.
 GROUP_SKETCH_SIZE = 4096
@@ -229,6 +234,11 @@ class Reports:
                                   context={"timeout": settings.druid_query_timeout_seconds * 1000})
         self.clicks = _identifier(settings.druid_clicks_datasource)
         self.sessions_table = _identifier(settings.druid_sessions_datasource)
+        self.verdicts_name = settings.druid_bot_sessions_datasource
+        self.verdicts = _identifier(settings.druid_bot_sessions_datasource)
+        self.session_cap = timedelta(seconds=settings.session_cap_seconds)
+        self._verdicts_seen_at: float | None = None  # monotonic time the datasource was last found missing
+        self._has_verdicts = False
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -258,6 +268,11 @@ class Reports:
         """The WHERE condition every report uses: the window, the traffic side and the segment
         (``filters``, see :data:`FILTERS`) over ``datasource`` (``clicks`` or ``sessions``).
 
+        The one filter of human traffic: ``human`` keeps rows that are not flagged ``is_bot``
+        and whose session no verdict names (a session judged bot after its first events, whose
+        earlier rows went out as human); ``bots`` keeps the others. A verdict is kept with the
+        session's start, so verdicts from one session cap before the window are considered.
+
         ValueError for a bad window, traffic or filter, or a filter the sessions datasource
         has no column for.
         """
@@ -267,23 +282,56 @@ class Reports:
         start, end = window(since, until, now)
         times = [f"__time >= {_timestamp(start)}"] if start is not None else []
         times.append(f"__time < {_timestamp(end)}")
-        conditions = list(times)
-        if traffic != "all":
-            conditions.append(f"is_bot = {literal('true' if traffic == 'bots' else 'false')}")
+        # the segment first: a bad filter is refused before anything asks Druid
+        segment: list[str] = []
         for field, text in parse_filters(filters).items():
             spec = FILTERS[field]
             if datasource == "sessions":
                 if spec.sessions is None:
                     raise ValueError(f"filter {field!r} does not apply to session reports "
                                      f"(the sessions datasource has no such column)")
-                conditions.append(f"{spec.sessions} = {value(text)}")
+                segment.append(f"{spec.sessions} = {value(text)}")
             elif spec.session_start:
                 # Sessions that started in the window with a matching first event.
-                conditions.append(f"session_id IN (SELECT session_id FROM {self.clicks} WHERE {' AND '.join(times)} "
+                segment.append(f"session_id IN (SELECT session_id FROM {self.clicks} WHERE {' AND '.join(times)} "
                                   f"AND first_in_session = 'true' AND {spec.clicks} = {value(text)})")
             else:
-                conditions.append(f"{spec.clicks} = {value(text)}")
+                segment.append(f"{spec.clicks} = {value(text)}")
+        conditions = list(times)
+        if traffic != "all":
+            verdicts = self._verdict_sessions(start, end)
+            if traffic == "bots":
+                conditions.append(f"(is_bot = 'true' OR session_id IN ({verdicts}))" if verdicts else "is_bot = 'true'")
+            else:
+                # rows written before sessions carried session_id have none: no verdict can name them
+                conditions.append("is_bot = 'false'" + (f" AND (session_id IS NULL OR session_id NOT IN ({verdicts}))"
+                                                        if verdicts else ""))
+        conditions += segment
         return " AND ".join(conditions)
+
+    def _verdict_sessions(self, start: datetime | None, end: datetime) -> str | None:
+        """The subquery of session ids judged bot that may have rows in [start, end); None while
+        no verdict exists (the datasource appears with its first row)."""
+        if not self._verdicts_exist():
+            return None
+        window = [f"__time < {_timestamp(end)}"]
+        if start is not None:
+            window.insert(0, f"__time >= {_timestamp(start - self.session_cap)}")
+        return f"SELECT session_id FROM {self.verdicts} WHERE {' AND '.join(window)}"
+
+    def _verdicts_exist(self) -> bool:
+        if self._has_verdicts:
+            return True
+        if self._verdicts_seen_at is not None and time.monotonic() - self._verdicts_seen_at < VERDICTS_RECHECK_S:
+            return False
+        try:
+            rows = self.sql("SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES "
+                            f"WHERE TABLE_SCHEMA = 'druid' AND TABLE_NAME = {literal(self.verdicts_name)}")
+        except DruidError:
+            return False  # Druid unreachable: the report's own query says so (or its input is refused first)
+        self._has_verdicts = bool(rows)
+        self._verdicts_seen_at = time.monotonic()
+        return self._has_verdicts
 
     # --- reports over clicks ---------------------------------------------------------------
 
@@ -406,6 +454,16 @@ class Reports:
             f"WHERE {self._where(since, until, traffic, filters=filters, datasource='sessions')} "
             f'HAVING SUM("count") > 0')
 
+    def bot_sessions(self, since: str = "24h", until: str | None = None) -> list[dict[str, Any]]:
+        """Sessions judged bots after their first event, started in the window: session id,
+        reason, when the verdict came (event time) and how long after the session's start."""
+        if not self._verdicts_exist():
+            return []
+        return self.sql(
+            f'SELECT session_id, reason, __time AS session_start, MILLIS_TO_TIMESTAMP(decided_time) AS decided, '
+            f"decided_time - TIMESTAMP_TO_MILLIS(__time) AS after_ms "
+            f"FROM {self.verdicts} WHERE {self._where(since, until, 'all')} ORDER BY __time")
+
     # --- funnel ----------------------------------------------------------------------------
 
     def funnel(self, steps: Sequence[str], by: str = "page", since: str = "24h", until: str | None = None,
@@ -447,6 +505,22 @@ class Reports:
                  "of_previous": n / reached[i - 1] if i and reached[i - 1] else (1.0 if n else None)}
                 for i, (step, n) in enumerate(zip(steps, reached, strict=False))]
 
+
+    # --- per session (evaluation) ----------------------------------------------------------
+
+    def session_events(self, session_ids: Sequence[str], since: str, traffic: str = "all",
+                       batch: int = 500) -> dict[str, int]:
+        """Events of each of ``session_ids`` that ``traffic`` counts (what the reports of that
+        traffic see of the session); sessions with none are left out."""
+        counts: dict[str, int] = {}
+        ids = sorted(set(session_ids))
+        for start in range(0, len(ids), batch):
+            chunk = ", ".join(map(literal, ids[start:start + batch]))
+            for row in self.sql(f'SELECT session_id, SUM("count") AS events FROM {self.clicks} '
+                                f"WHERE {self._where(since, None, traffic)} AND session_id IN ({chunk}) "
+                                f"GROUP BY session_id"):
+                counts[row["session_id"]] = int(row["events"])
+        return counts
 
     # --- comparison, goals, retention --------------------------------------------------------
 
@@ -612,6 +686,7 @@ REPORTS: dict[str, Callable[..., list[dict[str, Any]]]] = {
     "browsers": Reports.browsers,
     "bots": Reports.bots,
     "bot-reasons": Reports.bot_reasons,
+    "bot-sessions": Reports.bot_sessions,
     "sessions": Reports.sessions,
     "funnel": Reports.funnel,
     "compare": Reports.compare,

@@ -29,17 +29,24 @@ def add_parsers(sub, settings_defaults) -> None:
     sim.set_defaults(func=simulate)
 
     ev = sub.add_parser(
-        "evaluate", help="score bot filtering and sessionization against a simulation's ground truth",
-        description="Reads the enriched and sessions topics (read_committed) from the run's start and compares "
-                    "them with the ground truth written by `clickpipe simulate --truth`.")
+        "evaluate", help="score session bot verdicts and sessionization against a simulation's ground truth",
+        description="Reads the enriched and sessions topics (read_committed) from the run's start, and the "
+                    "session verdicts as Druid's human-traffic reports see them (datasources "
+                    "CLICKPIPE_DRUID_*_DATASOURCE), and compares them with the ground truth written by "
+                    "`clickpipe simulate --truth`: session-level precision and recall per kind and overall.")
     ev.add_argument("truth", type=Path, help="ground-truth file of the run")
     ev.add_argument("--enriched-topic", default=s.topic_enriched)
     ev.add_argument("--sessions-topic", default=s.topic_sessions)
+    ev.add_argument("--verdicts-topic", default=s.topic_verdicts,
+                    help="session verdicts the worker published after a session's first events (--verdicts topics)")
     ev.add_argument("--bootstrap", default=s.kafka_bootstrap)
     ev.add_argument("--timeout", type=float, default=120.0,
                     help="seconds to wait for every event and every closed session (default 120)")
     ev.add_argument("--no-sessions-topic", action="store_true",
                     help="count sessions from the enriched clicks only; do not wait for closed sessions")
+    ev.add_argument("--verdicts", choices=("druid", "topics"), default="druid",
+                    help="where session verdicts are read: druid (what human reports exclude; default) or topics "
+                         "(the worker's own outputs, no Druid needed)")
     ev.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     ev.set_defaults(func=evaluate)
 
@@ -102,7 +109,8 @@ def evaluate(args: argparse.Namespace) -> int:
         return 2
     try:
         outputs = evaluation.read_outputs(truth, args.bootstrap, args.enriched_topic,
-                                          None if args.no_sessions_topic else args.sessions_topic, args.timeout)
+                                          None if args.no_sessions_topic else args.sessions_topic, args.timeout,
+                                          args.verdicts_topic if args.verdicts == "topics" else None)
     except evaluation.TopicError as exc:
         print(f"[evaluate] {exc}", file=sys.stderr)
         return 1
@@ -111,6 +119,19 @@ def evaluate(args: argparse.Namespace) -> int:
               f"closing the last sessions takes the worker's session gap plus its sweep interval)", file=sys.stderr)
     if outputs.undecodable:
         print(f"[evaluate] {outputs.undecodable} records could not be decoded", file=sys.stderr)
-    report = evaluation.score(truth, outputs.clicks, outputs.sessions if not args.no_sessions_topic else None)
+    sessions = outputs.sessions if not args.no_sessions_topic else None
+    verdicts = None
+    if args.verdicts == "druid":
+        from clickpipe.config import settings
+        from druid.client import DruidError
+
+        try:
+            verdicts = evaluation.verdicts_from_druid(settings, outputs.clicks,
+                                                      int(truth.run["started_ms"]) - evaluation.START_MARGIN_MS,
+                                                      args.timeout)
+        except DruidError as exc:
+            print(f"[evaluate] {exc}", file=sys.stderr)
+            return 1
+    report = evaluation.score(truth, outputs.clicks, sessions, verdicts, args.verdicts, outputs.late)
     print(json.dumps(report.as_dict(), indent=2) if args.json else report.table())
     return 0

@@ -1,24 +1,22 @@
 """Who the simulated visitors are: user agents, client networks, the site and its traffic sources.
 
-The catalogues are real-world strings and addresses chosen so that the pipeline's own data
-says what they should:
+The catalogues are real-world strings and addresses; what they claim about the world is
+checked against data, never against the pipeline's rules (tests/simulate/test_population.py):
 
 - every human network resolves to a country in MaxMind's City *test* database (the one the
-  pipeline uses in tests and trials; see :mod:`app.geodata`) and none belongs to an ASN in
-  the default ``datacenter_asns``;
-- :data:`DATACENTER_NETWORK` is the one network of MaxMind's ASN test database that maps to a
-  default data-centre ASN (AS15169, Google);
-- human user agents are ones that no bot rule of :mod:`steps.bots` matches; crawler and
-  headless user agents are ones that a rule does match.
-
-tests/simulate/test_population.py checks each of these claims against the databases and the
-pipeline's rules, so a change on either side shows up there.
+  pipeline uses in tests and trials; see :mod:`app.geodata`), and none is anonymous (hosting,
+  VPN, proxy, Tor) in MaxMind's Anonymous-IP test database;
+- :data:`HOSTING_NETWORK` and :data:`HOSTING_ADDRESSES` are hosting networks by published data
+  (a cloud provider's published ranges, or MaxMind's Anonymous-IP test database);
+- :data:`GOOGLEBOT_NETWORK` is in Google's published Googlebot ranges;
+- user agents are verbatim strings of the browsers, crawlers, monitors and tools they name.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
+import re
 from collections.abc import Iterable
 from typing import TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -42,10 +40,22 @@ MOBILE_UAS = (
     "Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0",
 )
 HUMAN_UAS = DESKTOP_UAS + MOBILE_UAS
+CURRENT_CHROME_UAS = DESKTOP_UAS[:2]
+# Browsers of 2015-2017: no client hints, no fetch (the tag falls back to pixels)
+OLD_UAS = (
+    "Mozilla/5.0 (Windows NT 5.1) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/49.0.2623.112 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 9_3_5 like Mac OS X) AppleWebKit/601.1.46 (KHTML, like Gecko) Version/9.0 Mobile/13G36 Safari/601.1",
+    "Mozilla/5.0 (Windows NT 6.1; WOW64; rv:38.0) Gecko/20100101 Firefox/38.0",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_6) AppleWebKit/602.4.8 (KHTML, like Gecko) Version/10.0.3 Safari/602.4.8",
+    "Mozilla/5.0 (Linux; Android 4.4.2; GT-I9505 Build/KOT49H) AppleWebKit/537.36 (KHTML, like Gecko) Version/4.0 Chrome/30.0.0.0 Mobile Safari/537.36",
+)
 
-CRAWLER_UAS = (
+GOOGLEBOT_UAS = (
     "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.6778.69 Mobile Safari/537.36 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
     "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+)
+# Declared crawlers of other operators
+CRAWLER_UAS = (
     "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
     "DuckDuckBot/1.1; (+http://duckduckgo.com/duckduckbot.html)",
     "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
@@ -54,15 +64,30 @@ CRAWLER_UAS = (
     "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
     "Mozilla/5.0 AppleWebKit/537.36 (KHTML, like Gecko; compatible; GPTBot/1.2; +https://openai.com/gptbot)",
 )
+# Uptime and synthetic-browser monitors
+MONITOR_UAS = (
+    "Mozilla/5.0 (compatible; Datadog/Synthetics)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 DatadogSynthetics",
+    "Mozilla/5.0 (compatible; UptimeRobot/2.0; http://www.uptimerobot.com/)",
+    "Pingdom.com_bot_version_1.4_(http://www.pingdom.com/)",
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Checkly/1.0 (https://www.checklyhq.com)",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Site24x7",
+)
+# Performance audits: Lighthouse (DevTools, CLI) and PageSpeed Insights
+LIGHTHOUSE_UAS = (
+    "Mozilla/5.0 (Linux; Android 11; moto g power (2022)) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Mobile Safari/537.36 Chrome-Lighthouse",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Chrome-Lighthouse",
+    "Mozilla/5.0 (Linux; Android 6.0.1; Nexus 5X Build/MMB29P) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/41.0.2272.96 Mobile Safari/537.36 (compatible; Google Page Speed Insights)",
+)
 HEADLESS_UAS = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/131.0.0.0 Safari/537.36",
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) HeadlessChrome/120.0.6099.28 Safari/537.36",
 )
 
-# (network, weight). IPv4 networks of the City test database, and IPv6 networks there
+# (network, weight). IPv4 networks of the City test database (not 81.2.69.0/24: the Anonymous-IP
+# test database calls it everything from VPN to Tor exit), and IPv6 networks there
 # (JP, KR, TW, CN, HK, US, DE, FR, GB, SE, NL, ES, IT, PL).
 HUMAN_NETWORKS = (
-    ("81.2.69.142/31", 1), ("81.2.69.144/28", 3), ("81.2.69.160/27", 4), ("81.2.69.192/28", 3),
     ("89.160.20.112/28", 3), ("89.160.20.128/25", 5), ("216.160.83.56/29", 2), ("2.125.160.216/29", 2),
     ("175.16.199.0/24", 4), ("214.0.0.0/24", 3), ("214.0.1.0/24", 3), ("214.78.120.0/22", 4),
     ("2.2.3.0/24", 3), ("67.43.156.0/24", 2), ("149.101.100.0/28", 2), ("202.196.224.0/20", 3),
@@ -71,10 +96,21 @@ HUMAN_NETWORKS = (
     ("2a02:d3c0::/29", 4), ("2a02:d900::/29", 2), ("2a02:e040::/29", 3), ("2a02:d5c0::/29", 2),
     ("2a02:d1c0::/29", 2), ("2a02:d100::/29", 2),
 )
-DATACENTER_NETWORK = "1.0.0.0/24"
-# Crawlers come from their operators' networks: Google's for Googlebot, others from
-# networks of the test database outside the data-centre list.
-CRAWLER_NETWORKS = (DATACENTER_NETWORK, "214.78.120.0/22", "2001:480:10::/48")
+HUMAN_V6_NETWORKS = tuple((n, w) for n, w in HUMAN_NETWORKS if ":" in n)
+# Two offices, each many people behind one public address (inside human networks above)
+OFFICE_ADDRESSES = ("89.160.20.129", "216.160.83.58")
+# Two mobile carriers' NAT addresses (carrier-grade NAT: many phones behind each), inside human
+# networks that MaxMind's Connection-Type test database calls Cellular
+CARRIER_NAT_ADDRESSES = ("67.43.156.10", "149.101.100.5")
+# A cloud provider's network (AWS, in its published ip-ranges.json): scrapers, monitors, audits
+HOSTING_NETWORK = "3.5.140.0/22"
+# Company proxies in hosting networks, through which real people browse: an AWS address, and
+# the address MaxMind's Anonymous-IP test database marks is_hosting_provider
+HOSTING_ADDRESSES = ("3.5.141.20", "6.1.0.2")
+# In Google's published Googlebot ranges (developers.google.com/static/search/apis/ipranges/googlebot.json)
+GOOGLEBOT_NETWORK = "66.249.66.0/27"
+# Other crawlers come from networks of the test database (not their operators' own)
+CRAWLER_NETWORKS = ("214.78.120.0/22", "2001:480:10::/48")
 
 SITE = "https://shop.example.com"
 # page kind -> ((next kind, weight), ...); "exit" ends the visit.
@@ -119,7 +155,10 @@ CAMPAIGNS = (
     ("partner-blog", "referral", "gift-guide"),
 )
 SCREENS = {"desktop": ((1920, 1080, 1.0), (2560, 1440, 1.0), (1440, 900, 2.0), (1366, 768, 1.0)),
-           "mobile": ((390, 844, 3.0), (412, 915, 2.625), (360, 800, 3.0), (820, 1180, 2.0))}
+           "mobile": ((390, 844, 3.0), (412, 915, 2.625), (360, 800, 3.0), (820, 1180, 2.0)),
+           "old": ((1024, 768, 1.0), (1280, 1024, 1.0), (320, 568, 2.0))}
+_BRANDS = (("Edg/", "Microsoft Edge"), ("SamsungBrowser/", "Samsung Internet"), ("Chrome/", "Google Chrome"))
+_PLATFORMS = (("Windows", "Windows"), ("Android", "Android"), ("Macintosh", "macOS"), ("Linux", "Linux"))
 
 
 def pick(rng: random.Random, weighted: Iterable[tuple[T, float]]) -> T:
@@ -136,6 +175,25 @@ def address_in(rng: random.Random, network: str) -> str:
 
 def human_ip(rng: random.Random) -> str:
     return address_in(rng, pick(rng, HUMAN_NETWORKS))
+
+
+def human_ip_v4(rng: random.Random) -> str:
+    return address_in(rng, pick(rng, [(n, w) for n, w in HUMAN_NETWORKS if ":" not in n]))
+
+
+def client_hints(ua: str) -> dict[str, str]:
+    """The low-entropy client hints a Chromium-based browser with user agent ``ua`` sends (none for
+    Firefox, Safari, older Chromium and anything on iOS, where every browser is WebKit)."""
+    chrome = re.search(r"Chrome/(\d+)", ua)
+    if not chrome or int(chrome.group(1)) < 89 or "iPhone" in ua or "iPad" in ua:
+        return {}  # client hints shipped with Chromium 89
+    version = chrome.group(1)
+    brand, brand_version = next((name, re.search(re.escape(token) + r"(\d+)", ua)) for token, name in _BRANDS
+                                if token in ua)
+    own = brand_version.group(1) if brand_version else version
+    return {"Sec-CH-UA": f'"{brand}";v="{own}", "Chromium";v="{version}", "Not_A Brand";v="24"',
+            "Sec-CH-UA-Mobile": "?1" if "Mobile" in ua else "?0",
+            "Sec-CH-UA-Platform": '"' + next(name for token, name in _PLATFORMS if token in ua) + '"'}
 
 
 def page_url(rng: random.Random, kind: str) -> str:

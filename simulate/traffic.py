@@ -4,8 +4,10 @@ Every party plays its requests in order, each at its planned time (or as soon as
 previous one is answered, if that is later): a browser does not overlap its own requests,
 and a new visitor's second request must carry the cookie the first one received. Parties
 that keep cookies send the collector's party cookie back; the others never send one. The
-client IP travels in ``X-Forwarded-For``, so the collector must trust one proxy hop
-(``CLICKPIPE_COLLECTOR_TRUSTED_HOPS=1``) to attribute it; everything stays on the given URL.
+client hints of Chromium-based browsers travel as their headers; the client IP (the party's,
+or the request's own for a client rotating addresses) in ``X-Forwarded-For``, so the collector
+must trust one proxy hop (``CLICKPIPE_COLLECTOR_TRUSTED_HOPS=1``) to attribute it; everything
+stays on the given URL.
 
 Bounds: at most ``concurrency`` requests in flight; every request has a timeout; a 503
 (backpressure) is retried at most :data:`RETRIES` times after its Retry-After; no request
@@ -24,11 +26,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
-from urllib.parse import urlencode
 
 import aiohttp
 
-from simulate.plan import EVENTS, Party, Request
+from simulate.plan import EVENTS, TAG_PIXEL, Party, Request, pixel_query
 from simulate.truth import TruthWriter
 
 RETRIES = 2
@@ -107,18 +108,18 @@ class Sender:
         self.stats.resent += resent
         self.stats.failed += len(failed)
         return {"key": party.key, "kind": party.kind, "bot": party.bot, "cookies": party.cookies, "ip": party.ip,
-                "user_agent": party.user_agent, "sessions": party.sessions(accepted), "resent": resent,
-                "failed": len(failed)}
+                "ips": party.ips, "user_agent": party.user_agent, "sessions": party.sessions(accepted),
+                "resent": resent, "failed": len(failed)}
 
-    def _headers(self, party: Party, cookie: str | None) -> dict[str, str]:
-        headers = {"X-Forwarded-For": party.ip, "User-Agent": party.user_agent or ""}
+    def _headers(self, party: Party, request: Request, cookie: str | None) -> dict[str, str]:
+        headers = {"X-Forwarded-For": request.ip or party.ip, "User-Agent": party.user_agent or "", **party.hints}
         if cookie:
             headers["Cookie"] = f"{self.cookie_name}={cookie}"
         return headers
 
     async def send(self, party: Party, request: Request, cookie: str | None) -> tuple[set[str], str | None]:
         """One request (with bounded retries on 503); returns (accepted event ids, party cookie set)."""
-        headers = self._headers(party, cookie)
+        headers = self._headers(party, request, cookie)
         ids = [e["event_id"] for e in request.events]
         if request.transport == EVENTS:
             now_ms = int(time.time() * 1000)
@@ -126,7 +127,8 @@ class Sender:
             method, url, data = "POST", self.url + "/events?via=tag", json.dumps(events)
             headers["Content-Type"] = "application/json"
         else:
-            method, url, data = "GET", self.url + "/p.gif?" + urlencode(request.events[0]), None
+            query = pixel_query(request.events[0], via_tag=request.transport == TAG_PIXEL)
+            method, url, data = "GET", self.url + "/p.gif?" + query, None
         for attempt in range(RETRIES + 1):
             async with self.slots:
                 self.stats.requests += 1

@@ -6,8 +6,9 @@ JSON lines, UTF-8:
    ``duration_s``, ``session_gap_s`` and ``session_sweep_s`` the plan respected,
    ``started_ms`` (wall clock when sending began), ``collector`` (URL), ``party_cookie``;
 2. one ``{"party": {...}}`` per simulated client once it has finished: ``key``, ``kind``
-   (human, human-nojs, crawler, headless, scraper, pixel-bot), ``bot`` (the truth),
-   ``cookies`` (whether it kept the party cookie), ``ip``, ``user_agent``, ``sessions`` (the
+   (one of :data:`simulate.plan.KINDS`), ``bot`` (the truth: the expected verdict of each of its
+   sessions), ``cookies`` (whether it kept the party cookie), ``ip``, ``ips`` (every address it
+   sent from), ``user_agent``, ``sessions`` (the
    expected sessions: lists of event ids the collector accepted, each list one session),
    ``resent`` (accepted copies of already-sent events: duplicates the pipeline must drop)
    and ``failed`` (events the collector did not accept; they are in no session);

@@ -56,12 +56,14 @@ class Context:
     ``party`` is the whole state of the record's party (a JSON-friendly dict the caller loads
     before and stores after the steps); each step owns one key in it. ``ips`` maps an IP to
     its state in this partition (one step owns it). ``sessions`` collects Session records
-    closed while handling the record, for the caller to emit.
+    closed while handling the record, ``verdicts`` BotVerdict records of sessions judged bots
+    (:mod:`steps.bots`), for the caller to emit.
     """
 
     party: dict[str, Any] = field(default_factory=dict)
     ips: MutableMapping[str, Any] = field(default_factory=dict)
     sessions: list[Record] = field(default_factory=list)
+    verdicts: list[Record] = field(default_factory=list)
 
 
 @runtime_checkable

@@ -5,6 +5,10 @@ size or inode changes (checked at most every ``geoip_reload_seconds``), so dropp
 new download in place updates a running worker. A missing file disables its fields; a file
 that cannot be read as the expected database type raises :class:`GeoDataError` at start and
 is ignored (the previous one is kept) when it appears on reload.
+
+A setting may instead name a directory of the freely licensed ip-location-db databases that
+``clickpipe geoip fetch`` downloads (:mod:`steps.iplocation`; read once, at start). Their city
+data has no subdivision codes: ``geo_region`` stays empty.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
@@ -21,6 +26,7 @@ import geoip2.errors
 import maxminddb
 
 from steps import Context, Record
+from steps.iplocation import AsnDirectory, CityDirectory, IpLocationError
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ class GeoInfo(NamedTuple):
 
 
 NO_GEO = GeoInfo()
-_LOOKUP_ERRORS = (geoip2.errors.AddressNotFoundError, ValueError, TypeError, maxminddb.InvalidDatabaseError)
+LOOKUP_ERRORS = (geoip2.errors.AddressNotFoundError, ValueError, TypeError, maxminddb.InvalidDatabaseError)
 
 
 class GeoDatabase:
@@ -59,13 +65,15 @@ class GeoDatabase:
         self._next_check = clock() + check_every_s
         if self._stamp is not None:
             self.reader = self._open()
-        else:
+        elif not self.path.is_dir():
             log.warning("geo database %s not found: its fields stay empty", self.path)
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
             st = os.stat(self.path)
         except OSError:
+            return None
+        if stat.S_ISDIR(st.st_mode):  # a directory of ip-location-db files: read by steps.iplocation
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
 
@@ -109,6 +117,8 @@ class GeoLookup:
 
     def __init__(self, city_path: Path, asn_path: Path, check_every_s: float = 10.0, cache_size: int = 50000,
                  clock: Callable[[], float] = time.monotonic):
+        self.city_dir = _directory(CityDirectory, city_path)
+        self.asn_dir = _directory(AsnDirectory, asn_path)
         self.city = GeoDatabase(city_path, "City", check_every_s, clock, on_reload=self._clear)
         self.asn = GeoDatabase(asn_path, "ASN", check_every_s, clock, on_reload=self._clear)
         self._cached = functools.lru_cache(maxsize=cache_size)(self._lookup)
@@ -130,7 +140,7 @@ class GeoLookup:
         if self.city.reader is not None:
             try:
                 c = self.city.reader.city(ip)
-            except _LOOKUP_ERRORS:
+            except LOOKUP_ERRORS:
                 pass
             else:
                 sub = c.subdivisions.most_specific
@@ -140,11 +150,27 @@ class GeoLookup:
         if self.asn.reader is not None:
             try:
                 a = self.asn.reader.asn(ip)
-            except _LOOKUP_ERRORS:
+            except LOOKUP_ERRORS:
                 pass
             else:
                 fields.update(asn=a.autonomous_system_number, as_org=a.autonomous_system_organization)
+        if self.city_dir is not None:
+            fields.update(self.city_dir.city(ip) or {})
+        if self.asn_dir is not None:
+            found = self.asn_dir.asn(ip)
+            if found is not None:
+                fields.update(asn=found[0], as_org=found[1])
         return GeoInfo(**fields) if fields else NO_GEO
+
+
+def _directory(kind, path: Path):
+    """The ip-location-db reader of ``path`` if it is a directory, else None."""
+    if not Path(path).is_dir():
+        return None
+    try:
+        return kind(path)
+    except IpLocationError as exc:
+        raise GeoDataError(str(exc)) from None
 
 
 @functools.cache

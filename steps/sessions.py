@@ -12,7 +12,7 @@ A party's open session ends when
 The closing event starts the next session. Each click gets ``session_id`` (derived from the
 party and the opening event id, so reprocessing gives the same id), ``session_seq`` (1-based,
 processing order) and ``first_in_session``. Closed sessions are appended to ``ctx.sessions``
-as Session records.
+as Session records, human: the bots step, which runs after this one, gives them their verdict.
 
 Out-of-order events (earlier than the session's latest) join the open session and may move
 its start and landing page earlier. An event earlier than the open session's start by more
@@ -49,7 +49,7 @@ class Sessions:
     reads = frozenset({"server_time", "party_id", "event_id", "event_type", "location", "referrer"})
     # what the Session record carries from its first event, when the pipeline computes it
     reads_if_present = frozenset({"referrer_class", "referrer_source", *_UTM, "geo_country", "geo_region",
-                                  "geo_city", "device_class", "ua_family", "os_family", "is_bot", "bot_reason"})
+                                  "geo_city", "device_class", "ua_family", "os_family"})
     writes = frozenset({"session_id", "session_seq", "first_in_session"})
 
     def __init__(self, gap_ms: int, cap_ms: int, split_on_campaign: bool):
@@ -97,14 +97,11 @@ class Sessions:
             "utm": [record.get(name) for name in _UTM], "camp": _campaign(record),
             "geo": [record.get("geo_country"), record.get("geo_region"), record.get("geo_city")],
             "dev": [record.get("device_class", "unknown"), record.get("ua_family"), record.get("os_family")],
-            "bot": record.get("bot_reason") if record.get("is_bot") else None, "is_bot": bool(record.get("is_bot")),
         }
 
     def _add(self, s: dict[str, Any], record: Record, t: int) -> None:
         s["seq"] += 1
         s["ev"] += 1
-        if record.get("is_bot") and not s["is_bot"]:
-            s["is_bot"], s["bot"] = True, record.get("bot_reason")
         page = record.get("location") if record["event_type"] == PAGE_VIEW else None
         if page is not None:
             s["pv"] += 1
@@ -129,7 +126,7 @@ class Sessions:
             "utm_content": utm[4],
             "geo_country": s["geo"][0], "geo_region": s["geo"][1], "geo_city": s["geo"][2],
             "device_class": s["dev"][0], "ua_family": s["dev"][1], "os_family": s["dev"][2],
-            "bounce": s["ev"] <= 1, "is_bot": s["is_bot"], "bot_reason": s["bot"], "close_reason": reason,
+            "bounce": s["ev"] <= 1, "is_bot": False, "bot_reason": None, "close_reason": reason,
         }
 
     def _idle_reason(self, s: dict[str, Any], now_ms: int) -> str | None:

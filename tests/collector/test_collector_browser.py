@@ -1,7 +1,9 @@
 """The tag in real headless Chromium: page views (load, SPA navigation, return from the
-back/forward cache), custom events and an event sent on unload all reach Kafka, with the
-expected ids and cookie flags; delivery falls back when fetch is missing; opt-out, Do Not
-Track and Global Privacy Control stop it; the async command queue and consent work."""
+back/forward cache), custom events, the engagement event that ends a page view and an event
+sent on unload all reach Kafka, with the expected ids and cookie flags; real input is counted
+as interaction evidence, script-made events and pages never shown are not; delivery falls
+back when fetch is missing; opt-out, Do Not Track and Global Privacy Control stop it; the
+async command queue and consent work."""
 
 from __future__ import annotations
 
@@ -81,11 +83,16 @@ def test_tag_in_headless_chromium(stack):
         browser.evaluate("new Promise(r => setTimeout(r, 1500))")  # past the tag's flush delay
         browser.navigate("about:blank")  # pagehide: the "leave" event goes out with keepalive
 
-        records = topic.records(4, timeout=30)
-        assert len(records) == 4, records
+        # each page view was visible for over half a second after its last event: each ends
+        # with an engagement event (the first on the route change, the second on pagehide)
+        records = topic.records(6, timeout=30)
+        assert len(records) == 6, records
         views = sorted((r for r in records if r["event_type"] == "pageView"), key=lambda r: r["client_time"])
         by_type = {r["event_type"]: r for r in records}
-        assert sorted(by_type) == ["addToCart", "leave", "pageView"], records
+        assert sorted(by_type) == ["addToCart", "engagement", "leave", "pageView"], records
+        ends = {r["page_view_id"]: r for r in records if r["event_type"] == "engagement"}
+        assert set(ends) == {v["page_view_id"] for v in views}
+        assert all(e["interaction"]["visible_ms"] >= 500 and e["interaction"]["pointer"] == 0 for e in ends.values())
         assert [v["location"] for v in views] == [origin + "/product", origin + "/cart"]
         assert views[1]["referrer"] == origin + "/product" and views[1]["page_view_id"] != views[0]["page_view_id"]
         assert by_type["leave"]["page_view_id"] == views[1]["page_view_id"]
@@ -187,8 +194,10 @@ def test_a_page_restored_from_the_back_forward_cache_counts_as_a_new_page_view(s
         browser.navigate(origin + "/a")
         browser.wait_for("window.clickpipe && clickpipe.v === 1")
         browser.evaluate("window.beforeLeaving = true")
-        browser.navigate(origin + "/b")  # pagehide on /a sends its page view
+        browser.evaluate("new Promise(r => setTimeout(r, 700))")  # visible long enough for an engagement event
+        browser.navigate(origin + "/b")  # pagehide on /a sends its page view and engagement
         browser.wait_for("location.pathname === '/b' && window.clickpipe && clickpipe.v === 1")
+        browser.evaluate("new Promise(r => setTimeout(r, 700))")
         browser.evaluate("history.back()")
         browser.wait_for("location.pathname === '/a'")
         browser.evaluate("new Promise(r => setTimeout(r, 500))")
@@ -196,8 +205,13 @@ def test_a_page_restored_from_the_back_forward_cache_counts_as_a_new_page_view(s
         assert browser.evaluate("window.beforeLeaving === true") is True
         browser.evaluate("clickpipe.flush()")
 
-        views = sorted(topic.records(3, timeout=20), key=lambda r: r["client_time"])
-        assert [v["event_type"] for v in views] == ["pageView"] * 3, views
+        records = sorted(topic.records(5, timeout=20), key=lambda r: r["client_time"])
+        seen = sorted((r["event_type"], r["location"]) for r in records)
+        assert seen == sorted([("pageView", origin + "/a"), ("engagement", origin + "/a"), ("pageView", origin + "/b"),
+                               ("engagement", origin + "/b"), ("pageView", origin + "/a")]), seen
+        # the time in the back/forward cache is not visible time
+        assert all(r["interaction"]["visible_ms"] < 5000 for r in records)
+        views = [r for r in records if r["event_type"] == "pageView"]
         assert [v["location"] for v in views] == [origin + "/a", origin + "/b", origin + "/a"]
         assert len({v["page_view_id"] for v in views}) == 3
         assert len({v["session_id"] for v in views}) == 1
@@ -213,18 +227,20 @@ def test_without_fetch_events_go_as_pixels_and_by_beacon_on_unload(stack):
         read = browser.evaluate("clickpipe.signal('read', {depth: 3})")
         browser.evaluate("clickpipe.flush()")
         browser.evaluate("addEventListener('pagehide', function () { window.leaveId = clickpipe.signal('leave'); })")
+        browser.evaluate("new Promise(r => setTimeout(r, 700))")  # visible long enough for an engagement event
         browser.navigate("about:blank")
         browser.wait_for("location.href === 'about:blank'")
 
-        records = {r["event_type"]: r for r in topic.records(3, timeout=20)}
-        assert sorted(records) == ["leave", "pageView", "read"], records
+        records = {r["event_type"]: r for r in topic.records(4, timeout=20)}
+        assert sorted(records) == ["engagement", "leave", "pageView", "read"], records
         assert records["read"]["event_id"] == read and records["read"]["params"] == {"depth": "3"}
         assert {r["source"] for r in records.values()} == {"tag"}
         requests = [line.split('"')[1][:60] for line in collector.access_log()
                     if "via=tag" in line and "OPTIONS" not in line]  # the beacon's JSON body needs a preflight
-        assert len(requests) == 3, requests
+        assert len(requests) == 4, requests
         assert sum(line.startswith("GET /p.gif?via=tag&event_type=") for line in requests) == 2, requests
-        assert sum(line.startswith("POST /events?via=tag") for line in requests) == 1, requests  # the beacon
+        # beacons: the tag's engagement event, then the page's own "leave", each sent as it is made
+        assert sum(line.startswith("POST /events?via=tag") for line in requests) == 2, requests
 
 
 def test_do_not_track_and_global_privacy_control_stop_the_tag_when_honoured(stack):
@@ -251,3 +267,57 @@ def test_do_not_track_and_global_privacy_control_stop_the_tag_when_honoured(stac
         records = topic.records(2, timeout=20)
         assert sorted(r["event_type"] for r in records) == ["allowed", "pageView"], records
         assert {r["location"] for r in records} == {origin + "/public"} and sent in {r["event_id"] for r in records}
+
+
+LONG_PAGE = """<!doctype html><html><head><script src="{collector}/tag.js"></script></head>
+<body style="height: 5000px"><p>a long article</p>
+<script>if (location.pathname === "/hidden") clickpipe.signal("seen");</script></body></html>"""
+
+
+def test_real_interaction_is_counted_and_a_page_never_shown_reports_none(stack):
+    with tagged_site(stack, LONG_PAGE) as (browser, origin, collector, topic):
+        browser.call("Emulation.setFocusEmulationEnabled", enabled=True)  # headless windows have no focus
+        browser.navigate(origin + "/article")
+        browser.wait_for("window.clickpipe && clickpipe.v === 1")
+        browser.click(200, 200)
+        browser.click(220, 240)
+        for key in "abc":
+            browser.press(key)
+        browser.wheel(200, 200, 600)
+        browser.wait_for("window.scrollY > 0")
+        # script-made events are not the visitor's: they must not count
+        browser.evaluate("document.body.dispatchEvent(new PointerEvent('pointerdown', {bubbles: true}));"
+                         "document.body.dispatchEvent(new KeyboardEvent('keydown', {key: 'x', bubbles: true}))")
+        browser.evaluate("new Promise(r => setTimeout(r, 300))")
+        read = browser.evaluate("clickpipe.signal('read')")
+        browser.click(200, 300)  # after the last event: reported by the engagement event on leaving
+        # a tab opened in the background and closed unseen: its script signals, nobody interacts
+        hidden_page = origin + "/hidden"
+        tab = browser.background_tab(hidden_page)
+        browser.evaluate("new Promise(r => setTimeout(r, 1500))")
+        browser.close_tab(tab)
+        browser.navigate("about:blank")  # pagehide of the article
+
+        # article: pageView, read, engagement; the hidden tab: only its script's "seen" (a page
+        # view is counted once a page is shown, and nothing happened there to report on leaving)
+        records = topic.records(4, timeout=30)
+        by_type = {(r["location"], r["event_type"]): r for r in records}
+        article = origin + "/article"
+        assert len(records) == 4 and set(by_type) == {(hidden_page, "seen"), (article, "engagement"),
+                                                      (article, "pageView"), (article, "read")}, records
+        view, at_read, leaving = (by_type[(article, t)] for t in ("pageView", "read", "engagement"))
+        assert at_read["event_id"] == read
+        assert view["interaction"]["ever_visible"] is True
+        assert (view["interaction"]["pointer"], view["interaction"]["keys"]) == (0, 0)
+        counts = at_read["interaction"]
+        assert (counts["pointer"], counts["keys"], counts["touch"]) == (2, 3, 0), counts
+        assert counts["scrolls"] >= 1 and counts["ever_visible"] is True
+        assert 0 < counts["focused_ms"] <= counts["visible_ms"]
+        assert leaving["interaction"]["pointer"] == 3 and leaving["page_view_id"] == view["page_view_id"]
+        assert leaving["interaction"]["visible_ms"] >= counts["visible_ms"]
+
+        unseen = by_type[(hidden_page, "seen")]["interaction"]
+        assert unseen == {"pointer": 0, "touch": 0, "keys": 0, "scrolls": 0, "visible_ms": 0, "focused_ms": 0,
+                          "ever_visible": False}
+        # Chromium sends its low-entropy client hints with every request, the tag's included
+        assert "Chromium" in view["ch_ua"] and view["ch_ua_mobile"] == "?0" and view["ch_ua_platform"]

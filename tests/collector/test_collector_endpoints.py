@@ -40,6 +40,17 @@ def test_batch_accepts_valid_and_reports_invalid_neighbours(collector):
     assert [(m.key, m.partition) for m in producer.messages] == [(None, partition_for(party.encode(), 4))]
 
 
+def test_client_hints_are_recorded_bounded(collector):
+    client, producer = collector
+    hints = {"Sec-CH-UA": '"Google Chrome";v="131", "Chromium";v="131", "Not_A Brand";v="24"',
+             "Sec-CH-UA-Mobile": "?1", "Sec-CH-UA-Platform": '"Android"'}
+    assert post(client, [{}], headers=hints).status_code == 200
+    assert post(client, [{}], headers={"Sec-CH-UA": "x" * 257}).status_code == 200
+    with_hints, oversized = producer.records()
+    assert (with_hints["ch_ua"], with_hints["ch_ua_mobile"], with_hints["ch_ua_platform"]) == tuple(hints.values())
+    assert oversized["ch_ua"] is None and oversized["ch_ua_mobile"] is None
+
+
 def test_party_cookie_flags_and_reuse(collector):
     client, producer = collector
     r = post(client, [{}])

@@ -128,3 +128,54 @@ def test_pixel_pairs_fold_into_an_event_with_strings_converted():
 def test_user_agent_is_truncated_not_rejected():
     ctx = Context(server_time=1, source="tag", ip=None, user_agent="U" * 5000, party_id="party-0001")
     assert len(to_record({}, ctx, 50)["user_agent"]) == 1024
+
+
+INTERACTION = {"pointer": 3, "touch": 0, "keys": 12, "scrolls": 5, "visible_ms": 41_000, "focused_ms": 39_500,
+               "ever_visible": True}
+
+
+def test_interaction_evidence_is_kept_and_fits_the_schema():
+    record = to_record({**full_event(), "interaction": INTERACTION}, CTX, max_params=50)
+    assert not isinstance(record, Rejection) and record["interaction"] == INTERACTION
+    schema = schemas.current("RawClick")
+    assert schemas.decode(schemas.encode(schema, record), schema)["interaction"] == INTERACTION
+    # absent or null: no evidence (null), never zero interaction
+    for event in ({}, {"interaction": None}):
+        record = to_record(event, CTX, max_params=50)
+        assert not isinstance(record, Rejection) and record["interaction"] is None
+
+
+@pytest.mark.parametrize("value", [
+    {**INTERACTION, "pointer": -1},
+    {**INTERACTION, "keys": 10_000_001},
+    {**INTERACTION, "visible_ms": 1.5},
+    {**INTERACTION, "scrolls": True},
+    {**INTERACTION, "ever_visible": "maybe"},
+    {**INTERACTION, "focused_ms": 41_001},  # focus is only counted while visible
+    {k: v for k, v in INTERACTION.items() if k != "touch"},
+    {**INTERACTION, "extra": 1},
+    [1, 2, 3],
+    "x" * 300,
+    "{not json",
+    7,
+])
+def test_bad_interaction_is_rejected_by_name(value):
+    assert to_record({"interaction": value}, CTX, max_params=50) == Rejection("invalid_interaction")
+
+
+def test_pixel_carries_interaction_as_json_text():
+    import json
+
+    event = pixel_event([("interaction", json.dumps(INTERACTION)), ("event_type", "engagement")])
+    record = to_record(event, CTX, max_params=50)
+    assert not isinstance(record, Rejection) and record["interaction"] == INTERACTION
+
+
+def test_client_hints_come_from_the_context():
+    ctx = Context(server_time=1, source="tag", ip=None, user_agent="UA", party_id="party-0001",
+                  ch_ua='"Chromium";v="131", "Not_A Brand";v="24"', ch_ua_mobile="?0", ch_ua_platform='"Linux"')
+    record = to_record({}, ctx, max_params=50)
+    assert not isinstance(record, Rejection)
+    assert (record["ch_ua"], record["ch_ua_mobile"], record["ch_ua_platform"]) == (ctx.ch_ua, "?0", '"Linux"')
+    plain = to_record({}, CTX, max_params=50)
+    assert not isinstance(plain, Rejection) and plain["ch_ua"] is None

@@ -35,14 +35,13 @@ def run(stack, tmp_path):
         "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
         "CLICKPIPE_SESSION_SWEEP_SECONDS": "1",
         "CLICKPIPE_PIPELINE_COMMIT_INTERVAL_MS": "500",
-        # every test request comes from 127.0.0.1: the per-IP rate rule would flag them all
-        "CLICKPIPE_BOT_MAX_IP_EVENTS": "1000000",
     }) as r:
         yield r
 
 
 def _druid_env(run: Run) -> dict[str, str]:
-    return private_env(TOPIC_ENRICHED=run.topics["enriched"], TOPIC_SESSIONS=run.topics["sessions"])
+    return private_env(TOPIC_ENRICHED=run.topics["enriched"], TOPIC_SESSIONS=run.topics["sessions"],
+                       TOPIC_VERDICTS=run.topics["verdicts"])
 
 
 # Humans who sign up after their page views (a custom event with a plan), and those who arrive

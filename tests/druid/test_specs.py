@@ -24,9 +24,10 @@ def test_every_field_of_every_schema_version_is_mapped_or_excluded(key):
     assert fields <= mapped
 
 
-def test_both_pipeline_topics_have_a_datasource():
-    assert {ds.schema for ds in DECLARATION.values()} == {"EnrichedClick", "Session"}
-    assert {ds.topic(settings) for ds in DECLARATION.values()} == {settings.topic_enriched, settings.topic_sessions}
+def test_every_pipeline_output_topic_has_a_datasource():
+    assert {ds.schema for ds in DECLARATION.values()} == {"EnrichedClick", "Session", "BotVerdict"}
+    assert {ds.topic(settings) for ds in DECLARATION.values()} == {settings.topic_enriched, settings.topic_sessions,
+                                                                  settings.topic_verdicts}
 
 
 def _version_with(schema_name: str, *extra_fields: dict) -> schemas.Schema:

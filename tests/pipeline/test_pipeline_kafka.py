@@ -99,7 +99,7 @@ def test_clicks_sessions_duplicates_and_poison_records(run, raw_click):
 
     metrics = run.metrics(worker)
     assert f'clickpipe_pipeline_dropped_total{{reason="duplicate"}} {float(len(duplicates))}' in metrics
-    assert 'clickpipe_pipeline_bots_total{reason="crawler-pattern"} 40.0' in metrics
+    assert 'clickpipe_pipeline_bots_total{reason="declared-crawler"} 40.0' in metrics
     assert f'records_out_total{{topic="{run.topics["enriched"]}"}} {float(len(unique))}' in metrics
 
 

@@ -14,7 +14,8 @@ SESSION = schemas.current("Session")
 def test_steps_come_from_the_configured_ordered_list(make_settings):
     p = Pipeline(make_settings(PIPELINE_STEPS="urls, referrer"))
     assert [name for name, _ in p.steps] == ["urls", "referrer"]
-    assert Pipeline(make_settings()).names == ("dedup", "bots", "geo", "useragent", "urls", "referrer", "sessions")
+    assert Pipeline(make_settings()).names == ("dedup", "geo", "network", "useragent", "urls", "referrer", "sessions",
+                                               "bots")
 
 
 def test_unknown_step_name_fails_at_start(make_settings):
@@ -84,6 +85,6 @@ class _Declared:
 def test_ip_state_is_due_when_every_step_keeping_it_is_done_with_it(make_settings, decoded):
     p = Pipeline(make_settings())
     ctx = Context()
-    p.process(decoded(server_time=100_000), ctx)
-    [value] = ctx.ips.values()
-    assert 100_000 < p.ip_due_at(value) <= 110_000
+    p.process(decoded(server_time=100_000, new_party=True), ctx)
+    value = ctx.ips["81.2.69.142"]
+    assert p.ip_due_at(value) == 100_000 + 120_000  # the churn window

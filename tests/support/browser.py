@@ -89,6 +89,27 @@ class Chromium:
     def navigate(self, url: str) -> None:
         self.call("Page.navigate", url=url)
 
+    # Real input, as the browser's own (trusted) events, not script-dispatched ones.
+
+    def click(self, x: float, y: float) -> None:
+        for kind in ("mousePressed", "mouseReleased"):
+            self.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def press(self, key: str) -> None:
+        """One key (a single character) pressed and released."""
+        self.call("Input.dispatchKeyEvent", type="keyDown", key=key, text=key)
+        self.call("Input.dispatchKeyEvent", type="keyUp", key=key)
+
+    def wheel(self, x: float, y: float, delta_y: float) -> None:
+        self.call("Input.dispatchMouseEvent", type="mouseWheel", x=x, y=y, deltaX=0, deltaY=delta_y)
+
+    def background_tab(self, url: str) -> str:
+        """Open ``url`` in a new tab that is never brought to the front; returns its target id."""
+        return self.call("Target.createTarget", url=url, background=True)["targetId"]
+
+    def close_tab(self, target_id: str) -> None:
+        self.call("Target.closeTarget", targetId=target_id)
+
     def close(self) -> None:
         try:
             if getattr(self, "ws", None):

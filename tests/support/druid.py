@@ -27,7 +27,8 @@ from druid.client import DruidClient, DruidError
 def private_env(prefix: str = "test-druid", **env: str) -> dict[str, str]:
     """``CLICKPIPE_*`` variables whose topics and datasources are unique to this call.
 
-    Names are ``<prefix>-clicks-<random>`` and ``<prefix>-sessions-<random>``. Supervisors
+    Names are ``<prefix>-clicks-<random>``, ``<prefix>-sessions-<random>``, ``<prefix>-verdicts-<random>``
+    (topic) and ``<prefix>-bot-sessions-<random>`` (datasource). Supervisors
     start fast and publish after ten minutes. Keyword overrides are given without the prefix.
     """
     tag = uuid.uuid4().hex[:8]
@@ -36,6 +37,8 @@ def private_env(prefix: str = "test-druid", **env: str) -> dict[str, str]:
         "TOPIC_SESSIONS": f"{prefix}-sessions-{tag}",
         "DRUID_CLICKS_DATASOURCE": f"{prefix}-clicks-{tag}",
         "DRUID_SESSIONS_DATASOURCE": f"{prefix}-sessions-{tag}",
+        "TOPIC_VERDICTS": f"{prefix}-verdicts-{tag}",
+        "DRUID_BOT_SESSIONS_DATASOURCE": f"{prefix}-bot-sessions-{tag}",
         "DRUID_TASK_DURATION": "PT10M",
         "DRUID_START_DELAY": "PT1S",
         "DRUID_SUPERVISOR_PERIOD": "PT5S",
@@ -104,18 +107,18 @@ def count_rows(client: DruidClient, datasource: str) -> int | None:
 
 @contextmanager
 def private_druid(cfg: Settings, partitions: int = 1, create_topics: bool = True) -> Iterator[DruidClient]:
-    """Create ``cfg``'s two topics (unless ``create_topics`` is false: someone else owns them);
+    """Create ``cfg``'s three topics (unless ``create_topics`` is false: someone else owns them);
     on exit terminate their supervisors, drop their datasources, remove their retention rules and
     compaction configs, and delete the topics this created (the indexer's task slots are shared
     with everyone)."""
-    topics = [cfg.topic_enriched, cfg.topic_sessions] if create_topics else []
+    topics = [cfg.topic_enriched, cfg.topic_sessions, cfg.topic_verdicts] if create_topics else []
     if topics:
         ensure_topics(cfg.kafka_bootstrap, topics, partitions)
     client = DruidClient(cfg)
     try:
         yield client
     finally:
-        for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource):
+        for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource, cfg.druid_bot_sessions_datasource):
             for action in (lambda ds=ds: client.supervisor_action(ds, "terminate"),
                            lambda ds=ds: client.shutdown_tasks(ds),
                            lambda ds=ds: client.drop_datasource(ds),

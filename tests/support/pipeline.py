@@ -61,7 +61,8 @@ class Run:
 
     @property
     def topics(self) -> dict[str, str]:
-        return {kind: f"test.{self.tag}.{kind}" for kind in ("raw", "enriched", "sessions", "dead-letters", "erased")}
+        return {kind: f"test.{self.tag}.{kind}"
+                for kind in ("raw", "enriched", "sessions", "dead-letters", "verdicts", "erased")}
 
     @property
     def min_insync_replicas(self) -> int:
@@ -83,6 +84,7 @@ class Run:
             "CLICKPIPE_TOPIC_ENRICHED": t["enriched"],
             "CLICKPIPE_TOPIC_SESSIONS": t["sessions"],
             "CLICKPIPE_TOPIC_DEAD_LETTERS": t["dead-letters"],
+            "CLICKPIPE_TOPIC_VERDICTS": t["verdicts"],
             "CLICKPIPE_TOPIC_ERASED": t["erased"],
             "CLICKPIPE_PARTITIONS": str(self.partitions),
             "CLICKPIPE_PIPELINE_APP_ID": f"pipeline-{self.tag}",
