@@ -175,7 +175,10 @@ def test_exactly_once_into_druid_across_kill_9_of_the_worker(run):
         wait_for(lambda: counts.append(count_rows(client, cfg.druid_clicks_datasource)) or counts[-3:],
                  lambda last: len(last) == 3 and last[0] == last[1] == last[2] == len(unique), 180, interval=3)
         assert counts[-1] == len(unique)
-        [row] = client.sql(f'SELECT APPROX_COUNT_DISTINCT_DS_THETA(visitors) AS parties, '
-                           f'COALESCE(SUM("count") FILTER (WHERE is_bot = \'true\'), 0) AS bots '
-                           f'FROM "{cfg.druid_clicks_datasource}"')
-        assert row == {"parties": PARTIES, "bots": 0}
+        # Parties counted exactly from the party dimension, not the visitors sketch: while every
+        # segment of a new datasource is still being written, Druid 33 hides sketch columns
+        # (docs/druid.md, "Known Druid limitation"), which a slow machine reaches within this test.
+        ds = cfg.druid_clicks_datasource
+        parties = client.sql(f'SELECT party FROM "{ds}" GROUP BY party')
+        [bots] = client.sql(f'SELECT COALESCE(SUM("count") FILTER (WHERE is_bot = \'true\'), 0) AS bots FROM "{ds}"')
+        assert (len(parties), bots) == (PARTIES, {"bots": 0})
