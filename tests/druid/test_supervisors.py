@@ -11,27 +11,37 @@ from druid import supervisors
 from tests.support.druid import private_druid, private_env, wait_for
 
 
+def _supervisor_rows(stdout: str) -> list[list[str]]:
+    """The rows of `druid apply`'s supervisor table (the retention table follows it)."""
+    rows = []
+    for line in stdout.splitlines()[1:]:
+        if line.startswith("DATASOURCE"):
+            break
+        rows.append(line.split())
+    return rows
+
+
 def test_apply_is_idempotent_and_status_suspend_resume_reset_follow(stack):
     env = private_env()
     cfg = load(env)
-    ids = [cfg.druid_clicks_datasource, cfg.druid_sessions_datasource]
+    ids = [cfg.druid_clicks_datasource, cfg.druid_sessions_datasource, cfg.druid_bot_sessions_datasource]
 
     before = druid_status(env)
     assert {i: before[i]["state"] for i in ids} == dict.fromkeys(ids, "NOT APPLIED")
     with private_druid(cfg) as client:
         first = run_cli(env, "druid", "apply")
         assert first.returncode == 0, first.stderr
-        assert [line.split() for line in first.stdout.splitlines()[1:]] == [[i, "created"] for i in ids]
+        assert _supervisor_rows(first.stdout) == [[i, "created"] for i in ids]
 
         again = run_cli(env, "druid", "apply")
         assert again.returncode == 0, again.stderr
-        assert [line.split() for line in again.stdout.splitlines()[1:]] == [[i, "unchanged"] for i in ids]
-        assert [len(client.supervisor_history(i)) for i in ids] == [1, 1]
+        assert _supervisor_rows(again.stdout) == [[i, "unchanged"] for i in ids]
+        assert [len(client.supervisor_history(i)) for i in ids] == [1, 1, 1]
 
         changed = run_cli({**env, "CLICKPIPE_DRUID_TASK_DURATION": "PT11M"}, "druid", "apply")
         assert changed.returncode == 0, changed.stderr
-        assert [line.split() for line in changed.stdout.splitlines()[1:]] == [[i, "updated"] for i in ids]
-        assert [len(client.supervisor_history(i)) for i in ids] == [2, 2]
+        assert _supervisor_rows(changed.stdout) == [[i, "updated"] for i in ids]
+        assert [len(client.supervisor_history(i)) for i in ids] == [2, 2, 2]
 
         running = wait_for(lambda: druid_status(env), lambda s: all(s[i]["state"] == "RUNNING" for i in ids), 60)
         assert all(running[i]["state"] == "RUNNING" and running[i]["last_error"] is None for i in ids)
@@ -46,13 +56,13 @@ def test_apply_is_idempotent_and_status_suspend_resume_reset_follow(stack):
         suspended = run_cli(env, "druid", "suspend", ids[0])
         assert suspended.returncode == 0, suspended.stderr
         states = wait_for(lambda: druid_status(env), lambda s: s[ids[0]]["state"] == "SUSPENDED", 60)
-        assert (states[ids[0]]["state"], states[ids[1]]["state"]) == ("SUSPENDED", "RUNNING")
+        assert [states[i]["state"] for i in ids] == ["SUSPENDED", "RUNNING", "RUNNING"]
         assert run_cli(env, "druid", "status").returncode == 3
 
         resumed = run_cli(env, "druid", "resume")
         assert resumed.returncode == 0, resumed.stderr
         assert [line.split(None, 2) for line in resumed.stdout.splitlines()[1:]] == [
-            [ids[0], "resume", "done"], [ids[1], "resume", "already running"]]
+            [ids[0], "resume", "done"], [ids[1], "resume", "already running"], [ids[2], "resume", "already running"]]
         states = wait_for(lambda: druid_status(env), lambda s: all(s[i]["state"] == "RUNNING" for i in ids), 60)
         assert all(states[i]["state"] == "RUNNING" for i in ids)
 
