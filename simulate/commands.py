@@ -38,7 +38,8 @@ def add_parsers(sub, settings_defaults) -> None:
     ev.add_argument("--enriched-topic", default=s.topic_enriched)
     ev.add_argument("--sessions-topic", default=s.topic_sessions)
     ev.add_argument("--verdicts-topic", default=s.topic_verdicts,
-                    help="session verdicts the worker published after a session's first events (--verdicts topics)")
+                    help="session verdicts the worker published after a session's first events (with --verdicts "
+                         "druid: the verdicts Druid must hold before it is read)")
     ev.add_argument("--bootstrap", default=s.kafka_bootstrap)
     ev.add_argument("--timeout", type=float, default=120.0,
                     help="seconds to wait for every event and every closed session (default 120)")
@@ -110,7 +111,7 @@ def evaluate(args: argparse.Namespace) -> int:
     try:
         outputs = evaluation.read_outputs(truth, args.bootstrap, args.enriched_topic,
                                           None if args.no_sessions_topic else args.sessions_topic, args.timeout,
-                                          args.verdicts_topic if args.verdicts == "topics" else None)
+                                          args.verdicts_topic)
     except evaluation.TopicError as exc:
         print(f"[evaluate] {exc}", file=sys.stderr)
         return 1
@@ -128,7 +129,7 @@ def evaluate(args: argparse.Namespace) -> int:
         try:
             verdicts = evaluation.verdicts_from_druid(settings, outputs.clicks,
                                                       int(truth.run["started_ms"]) - evaluation.START_MARGIN_MS,
-                                                      args.timeout)
+                                                      args.timeout, outputs.late)
         except DruidError as exc:
             print(f"[evaluate] {exc}", file=sys.stderr)
             return 1

@@ -190,12 +190,16 @@ def verdicts_from_topics(clicks: Iterable[dict], sessions: Iterable[dict] | None
     return out
 
 
-def verdicts_from_druid(settings: Any, clicks: Iterable[dict], since_ms: int, timeout_s: float) -> dict[str, Verdict]:
+def verdicts_from_druid(settings: Any, clicks: Iterable[dict], since_ms: int, timeout_s: float,
+                        late: Iterable[str] = ()) -> dict[str, Verdict]:
     """Session verdicts as Druid's reports see them: a session is judged bot when the reports of
     human traffic count none of its events (``partial`` when they count some but not all).
 
     Waits (bounded by ``timeout_s``) until Druid holds every event the clicks topic has of each
-    session. Raises :class:`druid.client.DruidError` when Druid cannot be queried.
+    session and a verdict row for each of those sessions in ``late`` (session ids the verdicts
+    topic names): clicks and verdicts are ingested by separate tasks, and a report read while
+    only the clicks are in counts a session decided after its first events as human. Raises
+    :class:`druid.client.DruidError` when Druid cannot be queried.
     """
     from datetime import datetime, timezone
 
@@ -205,18 +209,21 @@ def verdicts_from_druid(settings: Any, clicks: Iterable[dict], since_ms: int, ti
     reasons = {c["session_id"]: c["bot_reason"] for c in clicks if c["is_bot"]}
     reports = Reports(settings)
     since = datetime.fromtimestamp(since_ms / 1000, timezone.utc).isoformat()
+    awaited = set(late) & set(expected)
     deadline = time.monotonic() + timeout_s
     while True:
         everything = reports.session_events(list(expected), since, "all")
-        if all(everything.get(s, 0) >= n for s, n in expected.items()) or time.monotonic() > deadline:
+        rows = {row["session_id"]: row for row in reports.bot_sessions(since)} if awaited else {}
+        if (all(everything.get(s, 0) >= n for s, n in expected.items()) and awaited <= rows.keys()
+                or time.monotonic() > deadline):
             break
         time.sleep(2.0)
     human = reports.session_events(list(expected), since, "human")
-    late = {row["session_id"]: row for row in reports.bot_sessions(since)}
+    decided = {row["session_id"]: row for row in reports.bot_sessions(since)}
     out = {}
     for session_id in expected:
         counted, total = human.get(session_id, 0), everything.get(session_id, 0)
-        verdict = late.get(session_id) or {}
+        verdict = decided.get(session_id) or {}
         after = verdict.get("after_ms")
         out[session_id] = Verdict(counted == 0, reasons.get(session_id) or verdict.get("reason"),
                                   0 < counted < total, None if after is None else int(after))

@@ -387,3 +387,12 @@ def test_pixel_hits_faster_than_anyone_reads_are_judged(bots, event):
         times.append(times[-1] + int(rng.uniform(0.3, 1.0) * SECOND))
     reasons, _ = run(bots, pages(event, times, **PIXEL))
     assert reasons[:5] == [None] * 5 and set(reasons[5:]) == {"pixel-only"}
+
+
+def test_the_slowest_short_pixel_bot_is_judged_and_the_fastest_no_js_reader_is_not(bots, event):
+    # a script of 8 pixel hits (fewer than the pixel-only count) 1 s apart: judged from its 6th hit
+    reasons, _ = run(bots, pages(event, [i * SECOND for i in range(8)], **PIXEL))
+    assert reasons == [None] * 5 + ["pixel-only"] * 3
+    # a reader without JavaScript moving on every 1.5 s over 6 pages (faster than people read)
+    reasons, _ = run(bots, pages(event, [i * 1500 for i in range(6)], **PIXEL))
+    assert set(reasons) == {None}
