@@ -194,7 +194,8 @@ class EventProcessor:
                 # encode first: a record that does not fit its schema leaves its dead letter, not half its outputs
                 row = schemas.encode_rows(self.enriched, [record])
                 closed = [schemas.encode_rows(self.session, [s]) for s in ctx.sessions]
-                verdicts = [schemas.encode_rows(self.verdict, [v]) for v in ctx.verdicts]
+                verdicts = [schemas.encode_rows(self.verdict, [{**v, "party": self.party_key(v["party_id"])}])
+                            for v in ctx.verdicts]
             except Drop as drop:
                 key = party_id.encode() if party_id else fallback_key
                 if drop.reason == "duplicate" and not self.keep_duplicates:

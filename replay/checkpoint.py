@@ -21,7 +21,8 @@ from typing import Any, BinaryIO
 import orjson
 
 CHECKPOINT = "checkpoint.json"
-OUTPUTS = ("clicks", "sessions")  # row files, named like the datasources' keys in druid/datasources.toml
+# row files, named like the datasources' keys in druid/datasources.toml
+OUTPUTS = ("clicks", "sessions", "bot_sessions")
 
 
 @dataclass

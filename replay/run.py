@@ -10,8 +10,9 @@ agent handles it. Instead of the worker's wall-clock sweep messages (which it sk
 any control message), it sweeps each partition on event time, every
 ``session_sweep_seconds`` of it, as the worker does while it works through a backlog; at the
 end it sweeps every partition at the window's ``close_at_ms``, by when every session that
-starts inside the range has ended. Only clicks inside the range, and sessions starting
-inside it, are written; dead letters are not (the live worker wrote them already).
+starts inside the range has ended. Only clicks inside the range, and sessions (and late bot
+verdicts of sessions) starting inside it, are written; dead letters are not (the live worker
+wrote them already).
 """
 
 from __future__ import annotations
@@ -204,7 +205,9 @@ class Replayer:
         start, end = self.window.start_ms, self.window.end_ms
         clicks = [row for row in out.enriched if start <= orjson.loads(row)["server_time"] < end]
         sessions = [row for row in out.sessions if start <= orjson.loads(row)["start_time"] < end]
-        for output, rows in zip(OUTPUTS, (clicks, sessions), strict=True):
+        # late verdicts replace the range's old ones: a session no longer judged bot loses its verdict
+        verdicts = [row for row in out.verdicts if start <= orjson.loads(row)["session_start"] < end]
+        for output, rows in zip(OUTPUTS, (clicks, sessions, verdicts), strict=True):
             if rows:
                 self.outputs[output].write(b"\n".join(rows) + b"\n")
                 self.count(f"{output}_written", len(rows))

@@ -46,7 +46,7 @@ KILL_AT_S = 15
 RESTART_AT_S = 40
 TRAFFIC_S = 60
 MAX_TRIES = 120  # per request, 0.5 s apart: a request that never gets a 2xx fails the test
-PIPELINE_TOPICS = ("clicks.raw", "clicks.enriched", "clicks.sessions", "clicks.dead-letters")
+PIPELINE_TOPICS = ("clicks.raw", "clicks.enriched", "clicks.sessions", "clicks.verdicts", "clicks.dead-letters")
 HUMAN_UA = ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
             "Chrome/120.0.0.0 Safari/537.36")
 

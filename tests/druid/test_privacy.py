@@ -58,7 +58,7 @@ def run(stack, tmp_path):
 def _env(run: Run, tmp_path) -> dict[str, str]:
     t = run.topics
     return private_env(TOPIC_RAW=t["raw"], TOPIC_ENRICHED=t["enriched"], TOPIC_SESSIONS=t["sessions"],
-                       TOPIC_ERASED=t["erased"], PARTITIONS=str(run.partitions),
+                       TOPIC_VERDICTS=t["verdicts"], TOPIC_ERASED=t["erased"], PARTITIONS=str(run.partitions),
                        PIPELINE_APP_ID=f"pipeline-{run.tag}", PRIVACY_PARTY_SALT=SALT,
                        PRIVACY_LOG=str(tmp_path / "privacy-requests.jsonl"), PRIVACY_TIMEOUT="300")
 
@@ -105,6 +105,8 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
     assert key != ERASED
     with private_druid(cfg, create_topics=False) as client:
         supervisors.apply(client, cfg)
+        # an erase suspends every supervisor of the declared datasources together
+        supervised = [cfg.druid_clicks_datasource, cfg.druid_sessions_datasource, cfg.druid_bot_sessions_datasource]
         worker = run.start_worker()
         run.wait_ready(worker)
         producer = run.producer()
@@ -126,7 +128,8 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
         out = io.StringIO()
         exported = requests.export(cfg, ERASED, out)
         rows = [json.loads(line) for line in out.getvalue().splitlines()]
-        assert exported == {cfg.druid_clicks_datasource: EVENTS, cfg.druid_sessions_datasource: 1}
+        assert exported == {cfg.druid_clicks_datasource: EVENTS, cfg.druid_sessions_datasource: 1,
+                            cfg.druid_bot_sessions_datasource: 0}  # a human: no verdict
         assert {r["party"] for r in rows} == {key}
         clicks = [r for r in rows if r["datasource"] == cfg.druid_clicks_datasource]
         assert sorted((r["__time"], r["url_path"], r["count"]) for r in clicks) == sorted(
@@ -180,10 +183,8 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
             interrupted.kill()
             interrupted.wait(timeout=30)
             marker = requests.suspension_marker(cfg)
-            assert sorted(json.loads(marker.read_text())) == sorted(
-                [cfg.druid_clicks_datasource, cfg.druid_sessions_datasource])
-            assert all(client.supervisor_status(ds)["payload"]["suspended"]
-                       for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource))
+            assert sorted(json.loads(marker.read_text())) == sorted(supervised)
+            assert all(client.supervisor_status(ds)["payload"]["suspended"] for ds in supervised)
             # ... is run again: it resumes them first, then carries the request out.
             started = time.monotonic()
             done = requests.erase(cfg, ERASED, echo=lines.append)
@@ -199,8 +200,7 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
             assert [t.split("_")[0] for t in done["druid"][ds]["tasks"]] == ["index", "kill"], done
         assert not sender.is_alive()
         assert not marker.exists()
-        assert not any(client.supervisor_status(ds)["payload"]["suspended"]
-                       for ds in (cfg.druid_clicks_datasource, cfg.druid_sessions_datasource))
+        assert not any(client.supervisor_status(ds)["payload"]["suspended"] for ds in supervised)
 
         # Late raw events of the erased party, from before the erasure: dropped, never in Druid.
         run.produce([raw_click(party_id=ERASED, server_time=start + 100 + i, source="batch") for i in range(LATE)])
@@ -225,7 +225,8 @@ def test_export_then_erase_under_concurrent_traffic(run, tmp_path):
                           [{"type": "VARCHAR", "value": session_id}]) == [{"n": 0}]
         none = {"rows": 0, "events": 0}
         assert requests.parties.counts(client, cfg, key) == {cfg.druid_clicks_datasource: none,
-                                                             cfg.druid_sessions_datasource: none}
+                                                             cfg.druid_sessions_datasource: none,
+                                                             cfg.druid_bot_sessions_datasource: none}
         sessions_after = {r["party"] for r in client.sql(
             f'SELECT DISTINCT "party" FROM "{cfg.druid_sessions_datasource}"')}
         assert key not in sessions_after and {party_key(p, SALT) for p in others} <= sessions_after

@@ -29,17 +29,22 @@ from tests.support.pipeline import Run, decode_all
 from tests.support.records import raw_click
 
 GAP_S, CAP_S = 60, 600
-WINDOW_S = 10
-OLD_MAX, NEW_MAX = 30, 10  # events of a party in one window above which it is a bot: the rule that changes
+WINDOW_S = 10  # between the start of one burst party and the next
+# The rule that changes: the page views a session may make at once (the page-rate token bucket's
+# burst), with no sustain allowance; a burst party's page views past it are a bot's.
+OLD_MAX, NEW_MAX = 30, 10
+BURST_SPACING_MS = 500
+# Under the new rule a burst party is over its rate from its 11th page view and judged once it has
+# been over for CLICKPIPE_BOT_PAGE_SUSTAIN_SECONDS (1 s): from its 13th page view (index 12) on.
+FIRST_FLAGGED = 12
 PIPELINE_ENV = {
     "CLICKPIPE_SESSION_GAP_SECONDS": str(GAP_S),
     "CLICKPIPE_SESSION_CAP_SECONDS": str(CAP_S),
     "CLICKPIPE_SESSION_SWEEP_SECONDS": "1",
     "CLICKPIPE_PIPELINE_COMMIT_INTERVAL_MS": "500",
-    "CLICKPIPE_BOT_RATE_WINDOW_SECONDS": str(WINDOW_S),
-    "CLICKPIPE_BOT_MAX_PARTY_EVENTS": str(OLD_MAX),
-    # every record has the same IP: the per-IP rate rule would flag them all
-    "CLICKPIPE_BOT_MAX_IP_EVENTS": "100000000",
+    "CLICKPIPE_BOT_PAGE_BURST": str(OLD_MAX),
+    "CLICKPIPE_BOT_PAGE_RATE_PER_MINUTE": "6",  # twice the humans' rate below
+    "CLICKPIPE_BOT_PAGE_SUSTAIN_SECONDS": "1",
 }
 HUMANS, HUMAN_EVENTS = 1500, 16
 BURSTS, BURST_EVENTS = 20, 20
@@ -57,9 +62,9 @@ def _iso(moment: datetime) -> str:
 def _traffic(day: datetime) -> list[dict]:
     """Two days of clicks around ``day`` (the replayed one), in time order.
 
-    - humans on ``day``: one session each, an event every 20 s;
+    - humans on ``day``: one session each, an event every 10-30 s (irregular, as people are);
     - bursts on ``day`` and the day after: parties sending BURST_EVENTS events in one rate
-      window: humans under the old rule, bots (the events past NEW_MAX) under the new one;
+      window: humans under the old rule, bots (from FIRST_FLAGGED on) under the new one;
     - sessions straddling each edge of ``day``: starting 90 s before it, and 30 s before its end.
     """
     start = _ms(day)
@@ -72,11 +77,11 @@ def _traffic(day: datetime) -> list[dict]:
 
     for h in range(HUMANS):
         for i in range(HUMAN_EVENTS):
-            click(f"human-{h:04d}", start + 3_600_000 + h * 2_000 + i * 20_000, i)
+            click(f"human-{h:04d}", start + 3_600_000 + h * 2_000 + i * 20_000 + (h * 7 + i * 13) % 11 * 1_000, i)
     for d, base in ((0, start + 6 * 3_600_000), (1, next_day + 2 * 3_600_000)):
         for b in range(BURSTS):
             for i in range(BURST_EVENTS):
-                click(f"burst-{d}-{b:02d}", base + b * WINDOW_S * 1000 + i * 100, i)
+                click(f"burst-{d}-{b:02d}", base + b * WINDOW_S * 1000 + i * BURST_SPACING_MS, i)
     for e in range(EDGES):
         for i, offset_s in enumerate((-90, -60, -30, 0, 30, 60)):
             click(f"edge-start-{e}", start + offset_s * 1000 + e, i)
@@ -175,13 +180,14 @@ def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
     start, end = _ms(day), _ms(day + timedelta(days=1))
     in_day = [r for r in records if start <= r["server_time"] < end]
     bursts_in_day = {r["party_id"] for r in in_day if r["party_id"].startswith("burst-")}
-    new_bot_events = len(bursts_in_day) * (BURST_EVENTS - NEW_MAX)
+    new_bot_events = len(bursts_in_day) * (BURST_EVENTS - FIRST_FLAGGED)
     parties = {r["party_id"] for r in records}
     sessions_in_day = {p for p in parties if p.startswith(("human-", "burst-0", "edge-end"))}
     session_events_in_day = sum(1 for r in records if r["party_id"] in sessions_in_day)
 
     with Run(stack.kafka_bootstrap, tmp_path, partitions=2, env=PIPELINE_ENV) as run:
-        druid_env = private_env(TOPIC_ENRICHED=run.topics["enriched"], TOPIC_SESSIONS=run.topics["sessions"])
+        druid_env = private_env(TOPIC_ENRICHED=run.topics["enriched"], TOPIC_SESSIONS=run.topics["sessions"],
+                                TOPIC_VERDICTS=run.topics["verdicts"])
         cfg = load(druid_env)
         with private_druid(cfg, create_topics=False) as client:
             supervisors.apply(client, cfg)
@@ -201,7 +207,7 @@ def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
             # The new rule, and a replay of the day that is killed midway and then resumed.
             replay_dir = tmp_path / "replay"
             env = {**run.worker_env(free_port()), **druid_env, **{
-                "CLICKPIPE_BOT_MAX_PARTY_EVENTS": str(NEW_MAX),
+                "CLICKPIPE_BOT_PAGE_BURST": str(NEW_MAX),
                 "CLICKPIPE_REPLAY_DIR": str(replay_dir),
                 "CLICKPIPE_REPLAY_CHECKPOINT_EVENTS": "1000",
             }}
@@ -235,7 +241,8 @@ def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
                 # killed once it had submitted a replacing task (maybe before the other one)
                 assert ingesting["phase"] == "ingest" and ingesting["tasks"], (ingesting, log)
                 assert sorted(ingesting["suspended"]) == sorted([cfg.druid_clicks_datasource,
-                                                                 cfg.druid_sessions_datasource])
+                                                                 cfg.druid_sessions_datasource,
+                                                                 cfg.druid_bot_sessions_datasource])
                 third = _replay_cli(env, tmp_path / "replay-3.log", *args)
                 assert third.wait(timeout=900) == 0, (tmp_path / "replay-3.log").read_text()
                 log = (tmp_path / "replay-3.log").read_text()
@@ -254,8 +261,8 @@ def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
             live = _rows_in_day(decode_all(run.consume("enriched", len(records), 60)), "server_time", start, end)
             replayed = _rows_in_day(_read_rows(work / "clicks.json"), "server_time", start, end)
             changed = [(r["party_id"], r["event_id"], r["bot_reason"]) for r in replayed if r["is_bot"]]
-            assert sorted(changed) == sorted((p, f"{p}-{i}", "rate-party") for p in bursts_in_day
-                                             for i in range(NEW_MAX, BURST_EVENTS))
+            assert sorted(changed) == sorted((p, f"{p}-{i}", "page-rate") for p in bursts_in_day
+                                             for i in range(FIRST_FLAGGED, BURST_EVENTS))
             assert _without(replayed, "is_bot", "bot_reason") == _without(live, "is_bot", "bot_reason")
             live_sessions = _rows_in_day(decode_all(run.consume("sessions", len(parties), 60)), "start_time",
                                          start, end)
@@ -270,6 +277,10 @@ def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
             # the new verdicts, in the day replayed only
             assert (after["bot_events"], after["bot_sessions"], after["bot_events_next_day"]) == (
                 new_bot_events, len(bursts_in_day), 0)
+            # and the late verdicts that take the bursts' earlier page views out of human reports
+            [verdicts] = client.sql(f'SELECT COUNT(*) AS n FROM "{cfg.druid_bot_sessions_datasource}" '
+                                    f'WHERE {_where(day)}')
+            assert verdicts["n"] == len(bursts_in_day)
             # totals unchanged, nothing doubled: events, session ids of the clicks, sessions and their events
             assert {k: after[k] for k in ("events", "session_ids", "sessions", "session_events")} == {
                 k: before[k] for k in ("events", "session_ids", "sessions", "session_events")}
@@ -280,7 +291,7 @@ def test_replay_a_day_with_a_changed_bot_rule_across_kill_9s(stack, tmp_path):
             assert (bots["events"], bots["bot_events"], bots["bot_visitors"]) == (
                 len(in_day), new_bot_events, len(bursts_in_day))
             assert {r["bot_reason"]: r["events"] for r in reports.bot_reasons(since=since, until=until)} == {
-                "rate-party": new_bot_events}
+                "page-rate": new_bot_events}
             [human] = reports.sessions(since=since, until=until)
             [every] = reports.sessions(since=since, until=until, traffic="all")
             assert (human["sessions"], every["sessions"]) == (len(sessions_in_day) - len(bursts_in_day),

@@ -100,7 +100,7 @@ def test_a_resumed_workdir_cuts_row_files_back_to_their_checkpoint(tmp_path):
     outputs["clicks"].write(b'{"a":2}\n')  # written after the checkpoint: the crash loses the checkpoint of it
     outputs["clicks"].flush()
     saved = work.load()
-    assert saved is not None and saved.sizes == {"clicks": 8, "sessions": 0}
+    assert saved is not None and saved.sizes == {"clicks": 8, "sessions": 0, "bot_sessions": 0}
     outputs = work.outputs(saved)
     outputs["clicks"].write(b'{"a":2}\n')
     outputs["clicks"].close()
